@@ -1,0 +1,178 @@
+"""A battery: optimizers × tasks × perturbations × seeds, from the CLI or a TOML file.
+
+Everything is resolved and checked here, before any training starts: unknown names, bad
+hyperparameters, malformed perturbation specs and unknown TOML keys all raise ``UsageError``.
+Clean twins are added for every (optimizer, task, seed) and come first in the cell list.
+
+TOML form (every key optional but ``optimizers``)::
+
+    experiment    = "my-battery"
+    optimizers    = ["adam", "adam-balanced[beta=0.99]", "mypkg.opt:MyAdam[lr=1e-3]"]
+    tasks         = ["oracle", "digits-mlp"]
+    perturbations = ["step:at=0.5,factor=10", "ramp:start=0.3,end=0.6,factor=100"]
+    seeds         = 3            # or a list: [1, 10, 100]
+    steps         = 200          # default: each task's own
+    schedule      = "constant"   # or "warmup-cosine"; default: each task's own
+    clip          = 1.0
+    device        = "auto"
+    imports       = ["mypkg.opt"]
+    [task_options]               # applied to every task that has the option
+    init = "sinusoidal"
+"""
+
+from __future__ import annotations
+
+import importlib
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from optimizers import registry as optimizer_registry
+from suite.cells import Cell
+from suite.errors import UsageError, unknown_name
+from suite.perturbations import parse as parse_perturbation
+from suite.perturbations import split_specs
+from suite.schedules import SCHEDULES
+from suite.specs import parse_named, split_list
+from tasks import registry as task_registry
+
+DEFAULT_BATTERY = Path(__file__).parent / "batteries" / "default.toml"
+
+
+def parse_seeds(value: int | str | list[int]) -> list[int]:
+    """``3`` -> [0, 1, 2]; ``'1,10,100'`` or ``[1, 10, 100]`` -> that list."""
+    if isinstance(value, bool):
+        raise UsageError(f"seeds must be a count or a list of integers, got {value!r}")
+    if isinstance(value, int):
+        if value < 1:
+            raise UsageError(f"seeds must be at least 1, got {value}")
+        return list(range(value))
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        seeds = [int(str(s).strip()) for s in items if str(s).strip()]
+    except ValueError:
+        raise UsageError(f"seeds must be a count or a comma list of integers, got {value!r}") from None
+    if len(seeds) == 1 and isinstance(value, str) and "," not in value:
+        return parse_seeds(seeds[0])
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UsageError(f"seeds must be distinct integers, got {value!r}")
+    return seeds
+
+
+@dataclass
+class Battery:
+    optimizers: list[str]
+    tasks: list[str] = field(default_factory=lambda: ["oracle", "quadratic", "digits-mlp"])
+    perturbations: list[str] = field(default_factory=lambda: ["step:at=0.5,factor=10"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    steps: int | None = None
+    schedule: str | None = None
+    warmup: float = 0.05
+    clip: float | None = None
+    device: str = "auto"
+    imports: list[str] = field(default_factory=list)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    experiment: str = "gsibench"
+    tuned_lrs: dict[tuple[str, str], float] = field(default_factory=dict)
+    """(optimizer spec, task spec) -> learning rate chosen by the tuning sweep (suite.tuning). Used only
+    where the optimizer spec does not set ``lr`` itself."""
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Battery:
+        path = Path(path)
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise UsageError(f"battery file '{path}' does not exist") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+            raise UsageError(f"battery file '{path}' is not valid TOML: {error}") from None
+        return cls.from_mapping(data, source=str(path))
+
+    @classmethod
+    def from_mapping(cls, data: dict[str, Any], source: str = "battery") -> Battery:
+        valid = {f.name for f in fields(cls)}
+        for key in data:
+            if key not in valid:
+                raise unknown_name(f"key in {source}", key, valid)
+        if "optimizers" not in data:
+            raise UsageError(f"{source} must list optimizers, e.g. optimizers = [\"adam\", \"adam-balanced\"]")
+        values = dict(data)
+        for key in ("optimizers", "tasks", "perturbations", "imports"):
+            if key in values:
+                if not isinstance(values[key], (str, list)) or (
+                    isinstance(values[key], list) and not all(isinstance(v, str) for v in values[key])
+                ):
+                    raise UsageError(f"'{key}' in {source} must be a list of strings, got {values[key]!r}")
+                if key == "perturbations" and isinstance(values[key], str):
+                    values[key] = split_specs(values[key])
+                else:
+                    values[key] = list(split_list(values[key]))
+        if "seeds" in values:
+            values["seeds"] = parse_seeds(values["seeds"])
+        for key, kind in (("steps", int), ("warmup", (int, float)), ("clip", (int, float)),
+                          ("device", str), ("schedule", str), ("experiment", str), ("task_options", dict)):
+            if key in values and values[key] is not None and (
+                not isinstance(values[key], kind) or isinstance(values[key], bool)
+            ):
+                raise UsageError(f"'{key}' in {source} has the wrong type: {values[key]!r}")
+        return cls(**values)
+
+    def _check_settings(self) -> None:
+        if not self.optimizers:
+            raise UsageError("no optimizers given; e.g. --optimizers adam,adam-balanced")
+        if not self.tasks:
+            raise UsageError("no tasks given; e.g. --tasks oracle,digits-mlp")
+        if self.steps is not None and self.steps < 2:
+            raise UsageError(f"steps must be at least 2, got {self.steps}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            raise unknown_name("schedule", self.schedule, SCHEDULES)
+        if not 0 <= self.warmup < 1:
+            raise UsageError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.clip is not None and not self.clip > 0:
+            raise UsageError(f"clip must be > 0, got {self.clip}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
+        for module in self.imports:
+            try:
+                importlib.import_module(module)
+            except Exception as error:
+                raise UsageError(f"cannot import plugin module '{module}': {error!r}") from None
+
+    def optimizer_displays(self) -> list[str]:
+        """The canonical display spec of each optimizer (the leaderboard's row names)."""
+        return [optimizer_registry.canonical(spec) for spec in self.optimizers]
+
+    def plan(self) -> tuple[list[Cell], list[tuple[str, str]]]:
+        """(cells, skipped tasks with the reason). Clean twins first, then perturbed cells."""
+        self._check_settings()
+        optimizer_specs = []
+        for spec in self.optimizers:
+            entry, hparams = optimizer_registry.resolve(spec)
+            explicit_lr = "lr" in parse_named(spec)[1]
+            optimizer_specs.append((optimizer_registry.canonical(spec), entry.name, hparams, explicit_lr))
+        perturbations = [parse_perturbation(p).spec for p in self.perturbations]
+        clean, perturbed, skipped = [], [], []
+        for task_spec in self.tasks:
+            task, options = task_registry.resolve(task_spec)
+            options.update({k: v for k, v in self.task_options.items() if k in task.options})
+            reason = task.unavailable(options)
+            if reason:
+                skipped.append((task_spec, reason))
+                continue
+            for display, name, hparams, explicit_lr in optimizer_specs:
+                tuned = self.tuned_lrs.get((display, task_spec))
+                if tuned is not None and not explicit_lr:
+                    hparams = {**hparams, "lr": tuned}
+                for seed in self.seeds:
+                    base = Cell.make(
+                        optimizer=display, optimizer_name=name, hparams=hparams,
+                        task=task_spec, task_name=task.name, task_options=options,
+                        perturbation="none", seed=seed, steps=self.steps or task.default_steps,
+                        schedule=self.schedule or task.schedule, warmup=self.warmup,
+                        clip=self.clip if self.clip is not None else task.clip,
+                        device=self.device, imports=tuple(self.imports),
+                    )
+                    clean.append(base)
+                    perturbed.extend(replace(base, perturbation=p) for p in perturbations if p != "none")
+        return list(dict.fromkeys(clean)) + list(dict.fromkeys(perturbed)), skipped

@@ -1,0 +1,154 @@
+"""The runner: one cell, start to finish, in the current process.
+
+Per step the order is fixed and the same for every optimizer (papers.md, "Pitfalls")::
+
+    zero_grad → loss(k) → backward → g ← c_k·g (perturbation) → clip → probe.before → step
+    → problem.after_step (projection, if any) → probe.after
+
+A non-finite loss or update, or a loss above the task's bound, ends the run as *diverged* at
+that step with everything up to it kept. Any exception (a broken plugin, say) makes the cell
+*failed* with its traceback; neither stops the battery.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from optimizers import registry as optimizer_registry
+from suite.cells import Cell
+from suite.metrics import OscillationWindow, oscillation
+from suite.perturbations import parse as parse_perturbation
+from suite.probes import SERIES_NAMES, UpdateNormProbe, flat_params
+from suite.schedules import lr_multiplier
+from tasks import registry as task_registry
+from tasks.base import Task
+
+CHECK_EVERY = 16
+"""Steps between divergence checks (the only host synchronisation of the loop)."""
+
+
+@dataclass
+class CellResult:
+    """What a cell produced. ``series`` holds loss, c_k and the update norms per step."""
+
+    cell: Cell
+    status: str  # "finished" or "failed"
+    diverged: bool = False
+    diverged_step: int | None = None
+    series: dict[str, np.ndarray] = field(default_factory=dict)
+    final_params: np.ndarray | None = None
+    travel: float = math.nan
+    """‖θ_T − θ_0‖, the denominator of the twins' trajectory divergence."""
+    val_score: float = math.nan
+    omega1: float = math.nan
+    omega2: float = math.nan
+    omega: OscillationWindow | None = None
+    wall_seconds: float = 0.0
+    error: str | None = None
+    info: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def update_norm(self) -> np.ndarray:
+        return self.series.get("update_norm", np.empty(0))
+
+
+def resolve_device(device: str, task: Task) -> torch.device:
+    if device == "auto":
+        wants_gpu = task.prefers_gpu or task.needs_gpu
+        return torch.device("cuda" if wants_gpu and torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def _first_bad(rows: torch.Tensor, loss_bound: float) -> int | None:
+    """Index of the first row whose loss or update norm is non-finite or whose loss is too large."""
+    loss, update = rows[:, 0], rows[:, 2]
+    bad = ~torch.isfinite(loss) | ~torch.isfinite(update) | (loss > loss_bound)
+    index = torch.nonzero(bad)
+    return int(index[0]) if len(index) else None
+
+
+def run_cell(cell: Cell) -> CellResult:
+    """Train one cell; never raises for a training problem (see module docstring)."""
+    start = time.perf_counter()
+    try:
+        for module in cell.imports:
+            importlib.import_module(module)
+        result = _train(cell)
+    except Exception:
+        result = CellResult(cell, "failed", error=traceback.format_exc())
+    result.wall_seconds = time.perf_counter() - start
+    return result
+
+
+def _train(cell: Cell) -> CellResult:
+    task = task_registry.get(cell.task_name)
+    entry = optimizer_registry.get(cell.optimizer_name)
+    device = resolve_device(cell.device, task)
+    torch.manual_seed(cell.seed)
+    problem = task.build(cell.seed, device, **dict(cell.task_options))
+    params = problem.params
+    optimizer = entry.factory(params, **dict(cell.hparams))
+
+    perturbation = parse_perturbation(cell.perturbation)
+    scales = perturbation.schedule(cell.steps, cell.seed)
+    rescaled = [p.tensor for p in params if perturbation.role is None or p.role == perturbation.role]
+    tensors = [p.tensor for p in params]
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    after_step = getattr(problem, "after_step", None)
+    probe = UpdateNormProbe(params, optimizer)
+
+    record = torch.full((cell.steps, 2 + len(SERIES_NAMES)), math.nan, dtype=torch.float64, device=device)
+    theta0 = flat_params(params)
+    diverged_step, checked = None, 0
+    for k in range(cell.steps):
+        if cell.schedule != "constant":
+            multiplier = lr_multiplier(cell.schedule, k, cell.steps, cell.warmup)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * multiplier
+        optimizer.zero_grad(set_to_none=True)
+        loss = problem.loss(k)
+        loss.backward()
+        if scales[k] != 1.0:
+            torch._foreach_mul_([t.grad for t in rescaled if t.grad is not None], float(scales[k]))
+        if cell.clip:
+            torch.nn.utils.clip_grad_norm_(tensors, cell.clip, foreach=True)
+        probe.before()
+        optimizer.step()
+        if after_step is not None:
+            after_step()
+        record[k, 0] = loss.detach()
+        record[k, 2:] = probe.after()
+        if k + 1 - checked >= CHECK_EVERY or k == cell.steps - 1:
+            bad = _first_bad(record[checked : k + 1], task.loss_bound)
+            if bad is not None:
+                diverged_step = checked + bad
+                break
+            checked = k + 1
+
+    kept = cell.steps if diverged_step is None else diverged_step + 1
+    rows = record[:kept].cpu().numpy()
+    series = {"loss": rows[:, 0], "scale": scales[:kept].copy()}
+    series.update({name: rows[:, 2 + i] for i, name in enumerate(SERIES_NAMES)})
+    window = OscillationWindow.for_steps(kept)
+    clean_norms = series["update_norm"][: kept - 1] if diverged_step is not None else series["update_norm"]
+    omega1, omega2 = oscillation(clean_norms, window.warmup, window.window)
+    final = flat_params(params)
+    val_score = math.nan
+    if diverged_step is None and task.score is not None:
+        with torch.no_grad():
+            score = problem.evaluate()
+        val_score = math.nan if score is None else float(score)
+    info = {str(k): str(v) for k, v in getattr(problem, "info", {}).items()}
+    info["device"] = str(device)
+    return CellResult(
+        cell, "finished", diverged=diverged_step is not None, diverged_step=diverged_step, series=series,
+        final_params=final.numpy().astype(np.float32), travel=float(torch.linalg.vector_norm(final - theta0)),
+        val_score=val_score, omega1=omega1, omega2=omega2, omega=window, info=info,
+    )
