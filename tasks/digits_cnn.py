@@ -1,0 +1,50 @@
+"""A small CNN on scikit-learn's digits seen as 1×8×8 images.
+
+The same data, fixed split and mini-batch order as ``digits-mlp`` (:mod:`tasks.digits_mlp`), but the
+hidden weights are convolution filters, so matrix optimizers (Muon, Scion) meet 4-D tensors that they
+must flatten to (out, in·k·k). Architecture: conv 1→w 3×3, ReLU, conv w→2w 3×3, ReLU, 2×2 max-pool,
+linear 2w·4·4→10. Score: validation accuracy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from tasks.base import Problem, Score, Task
+from tasks.digits_mlp import ClassificationProblem, digits_split
+from tasks.registry import register
+
+
+def digits_cnn(width: int) -> nn.Sequential:
+    """The network; it takes the flat 64-pixel rows of :func:`digits_split` directly."""
+    return nn.Sequential(
+        nn.Unflatten(1, (1, 8, 8)),
+        nn.Conv2d(1, width, 3, padding=1),
+        nn.ReLU(),
+        nn.Conv2d(width, 2 * width, 3, padding=1),
+        nn.ReLU(),
+        nn.MaxPool2d(2),  # (B, 2w, 4, 4)
+        nn.Flatten(),
+        nn.Linear(2 * width * 4 * 4, 10),
+    )
+
+
+@register
+class DigitsCNN(Task):
+    name = "digits-cnn"
+    description = "CNN (conv 16, conv 32, pool, linear) on scikit-learn digits as 8x8 images, val accuracy"
+    default_steps = 300
+    score = Score("val_accuracy", higher_is_better=True)
+    loss_bound = 1e3
+    options = {"width": 16, "batch_size": 64, "init": "default"}
+
+    def build(self, seed: int, device: torch.device, width: int = 16, batch_size: int = 64,
+              init: str = "default") -> Problem:
+        torch.manual_seed(seed)
+        model = digits_cnn(width)
+        if init != "default":
+            from tasks.init import initialize
+
+            initialize(model, init)
+        return ClassificationProblem(model, digits_split(), batch_size, seed, device)
