@@ -1,0 +1,162 @@
+"""Reading a battery back from MLflow — the leaderboard's only source.
+
+Everything here goes through ``mlflow.search_runs`` (pandas) and ``MlflowClient.get_metric_history``;
+nothing imports the runner. Column names are the tracking schema of :mod:`suite.tracking` with the
+``params.``/``metrics.``/``tags.`` prefixes dropped.
+
+When an experiment holds several runs of the same (optimizer, task, perturbation, seed) — a battery
+re-run after a default changed, or with a new tuned learning rate — the latest finished one counts and
+the older ones are reported as superseded.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from suite.errors import UsageError
+
+GROUP = ["optimizer", "task", "perturbation"]
+NUMERIC_PARAMS = ("seed", "steps", "opt.lr", "opt.beta1", "opt.beta2", "opt.beta")
+
+
+@dataclass(frozen=True)
+class ScoreInfo:
+    name: str
+    higher_is_better: bool
+
+
+@dataclass
+class BatteryRuns:
+    """One experiment's runs, ready for the tables and plots."""
+
+    uri: str
+    experiment: str
+    runs: pd.DataFrame
+    """Latest FINISHED run per (optimizer, task, perturbation, seed) (diverged runs included)."""
+    failed: pd.DataFrame
+    superseded: int
+    tuning: pd.DataFrame = field(default_factory=pd.DataFrame)
+    grid: pd.DataFrame = field(default_factory=pd.DataFrame)
+    scores: dict[str, ScoreInfo | None] = field(default_factory=dict)
+    """task spec -> its primary score (``None`` for tasks without one)."""
+    order: list[str] = field(default_factory=list)
+    """Display order of optimizers (the overall ranking once known); others follow in run order."""
+
+    @property
+    def optimizers(self) -> list[str]:
+        found = list(dict.fromkeys(self.runs["optimizer"]))
+        return [o for o in self.order if o in found] + [o for o in found if o not in self.order]
+
+    @property
+    def tasks(self) -> list[str]:
+        return list(dict.fromkeys(self.runs["task"]))
+
+    def perturbations(self, task: str | None = None) -> list[str]:
+        frame = self.runs if task is None else self.runs[self.runs["task"] == task]
+        found = list(dict.fromkeys(frame["perturbation"]))
+        return sorted(found, key=lambda p: (p != "none", found.index(p)))
+
+
+def client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri)
+
+
+def search(uri: str, experiment: str) -> pd.DataFrame:
+    """All runs of ``experiment`` as a frame with unprefixed columns (empty if none)."""
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    frame = mlflow.search_runs(experiment_names=[experiment], max_results=100_000, output_format="pandas")
+    if frame.empty:
+        return frame
+    renamed = {}
+    for column in frame.columns:
+        for prefix in ("params.", "metrics.", "tags."):
+            if column.startswith(prefix):
+                renamed[column] = column.removeprefix(prefix)
+    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("metrics.series.")])
+    frame = frame.rename(columns=renamed)
+    for column in NUMERIC_PARAMS:
+        if column in frame:
+            frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    if "gsibench.status" in frame:
+        frame["outcome"] = frame["gsibench.status"].fillna(frame["status"].str.lower())
+    return frame
+
+
+def experiment_names(uri: str) -> list[str]:
+    return [e.name for e in client(uri).search_experiments()]
+
+
+def task_scores(frame: pd.DataFrame) -> dict[str, ScoreInfo | None]:
+    """Each task's primary score from the task registry (metadata only; unknown tasks: higher is better)."""
+    from tasks import registry
+
+    scores: dict[str, ScoreInfo | None] = {}
+    for task, name in frame[["task", "task_name"]].drop_duplicates().itertuples(index=False):
+        try:
+            score = registry.get(name).score
+        except Exception:
+            has_values = frame.loc[frame["task"] == task, "val_score"].notna().any() if "val_score" in frame else False
+            scores[task] = ScoreInfo("val_score", True) if has_values else None
+            continue
+        scores[task] = None if score is None else ScoreInfo(score.name, score.higher_is_better)
+    return scores
+
+
+def latest_per_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Keep the newest run of each (optimizer, task, perturbation, seed); returns it and the dropped count."""
+    ordered = frame.sort_values("start_time")
+    kept = ordered.drop_duplicates(GROUP + ["seed"], keep="last")
+    return kept.sort_index(), len(frame) - len(kept)
+
+
+def load(uri: str, experiment: str, grid_experiments: list[str] | None = None) -> BatteryRuns:
+    """The battery ``experiment``, its tuning sweep (``<experiment>-tuning``) and β-grid runs."""
+    from suite.tuning import tuning_experiment
+
+    names = experiment_names(uri)
+    if experiment not in names:
+        listed = ", ".join(n for n in names if n != "Default") or "(none)"
+        raise UsageError(f"no experiment '{experiment}' in MLflow store '{uri}'; experiments there: {listed}")
+    frame = search(uri, experiment)
+    if frame.empty or "optimizer" not in frame:
+        raise UsageError(f"experiment '{experiment}' in '{uri}' has no gsibench runs")
+    finished = frame[frame["status"] == "FINISHED"]
+    runs, superseded = latest_per_seed(finished)
+    done = set(map(tuple, runs[GROUP + ["seed"]].itertuples(index=False)))
+    failed = frame[(frame["status"] == "FAILED")]
+    failed = failed[[tuple(r) not in done for r in failed[GROUP + ["seed"]].itertuples(index=False)]]
+    tuning_name = tuning_experiment(experiment)
+    tuning = search(uri, tuning_name) if tuning_name in names else pd.DataFrame()
+    if not tuning.empty:
+        tuning = tuning[tuning["status"] == "FINISHED"]
+    grid_names = grid_experiments if grid_experiments is not None else [
+        n for n in names if n == experiment or n.startswith("grid")]
+    grid = pd.concat([grid_frame(search(uri, n)) for n in grid_names if n in names] or [pd.DataFrame()])
+    return BatteryRuns(uri, experiment, runs, failed, superseded, tuning, grid, task_scores(runs))
+
+
+def grid_frame(frame: pd.DataFrame) -> pd.DataFrame:
+    """β-grid runs: clean, finished Adam runs whose (β1, β2) take more than one value on a task."""
+    needed = {"optimizer_name", "perturbation", "opt.beta1", "opt.beta2", "status"}
+    if frame.empty or not needed <= set(frame.columns):
+        return pd.DataFrame()
+    adam = frame[(frame["optimizer_name"] == "adam") & (frame["perturbation"] == "none")
+                 & (frame["status"] == "FINISHED")]
+    adam = adam.dropna(subset=["opt.beta1", "opt.beta2"])
+    keep = [task for task, rows in adam.groupby("task")
+            if rows["opt.beta1"].nunique() > 1 and rows["opt.beta2"].nunique() > 1]
+    return adam[adam["task"].isin(keep)]
+
+
+def metric_history(uri: str, run_id: str, key: str) -> tuple[list[int], list[float]]:
+    """(steps, values) of a logged metric history, sorted by step; NaN-free."""
+    history = sorted(client(uri).get_metric_history(run_id, key), key=lambda m: m.step)
+    points = [(m.step, m.value) for m in history if m.value is not None and math.isfinite(m.value)]
+    return [p[0] for p in points], [p[1] for p in points]

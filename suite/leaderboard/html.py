@@ -1,0 +1,125 @@
+"""``index.html``: the leaderboard as one self-contained page.
+
+No scripts, no external style sheets or fonts, every image a ``data:image/png;base64`` URI — the file
+works when opened alone, mailed, or served from any static host, and a browser has nothing to fetch.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+from html import escape
+from pathlib import Path
+
+import pandas as pd
+
+from suite.leaderboard.data import BatteryRuns
+from suite.leaderboard.markdown import HOW_TO_READ, arrow
+from suite.leaderboard.tables import fmt, fmt_rank
+
+STYLE = """
+body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1250px;
+       padding: 0 1em; color: #1b1b1b; line-height: 1.45; }
+h1 { margin-bottom: 0.2em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: 0.2em; margin-top: 1.8em; }
+.scroll { overflow-x: auto; max-width: 100%; }
+table { border-collapse: collapse; margin: 0.6em 0 1.2em; font-size: 0.84em; }
+td.spec { white-space: normal; overflow-wrap: anywhere; max-width: 14em; text-align: left; font-size: 0.95em; }
+th, td { border: 1px solid #d6d6d6; padding: 0.25em 0.55em; text-align: right; white-space: nowrap; }
+th { background: #f3f3f3; } td:first-child, th:first-child { text-align: left; }
+tr:nth-child(even) td { background: #fafafa; }
+td.best { font-weight: 600; background: #e8f4ea !important; }
+figure { margin: 1em 0 1.6em; } figure img { max-width: 100%; border: 1px solid #eee; }
+figcaption { font-size: 0.88em; color: #444; max-width: 1100px; }
+code, pre { background: #f5f5f5; padding: 0.1em 0.3em; border-radius: 3px; font-size: 0.92em; }
+pre { padding: 0.7em; overflow-x: auto; } .note { color: #555; font-size: 0.9em; }
+"""
+
+
+def emphasis(text: str) -> str:
+    """Escaped ``text`` with Markdown ``*emphasis*`` as ``<em>``."""
+    return re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", escape(text))
+
+
+def image_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def table_html(header: list[str], rows: list[list[str]], best: list[set[int]] | None = None,
+               spec_column: int | None = None) -> str:
+    head = "".join(f"<th>{escape(h)}</th>" for h in header)
+    body = []
+    for r, row in enumerate(rows):
+        marks = best[r] if best else set()
+        cells = []
+        for c, value in enumerate(row):
+            classes = " ".join(n for n, on in (("best", c in marks), ("spec", c == spec_column)) if on)
+            cells.append(f'<td class="{classes}">{escape(value)}</td>' if classes else f"<td>{escape(value)}</td>")
+        body.append("<tr>" + "".join(cells) + "</tr>")
+    return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table></div>'
+
+
+def overall_html(data: BatteryRuns, overall: pd.DataFrame) -> str:
+    scored = [(task, score) for task, score in data.scores.items() if score is not None]
+    header = ["optimizer", "mean rank", "rank clean", "rank perturbed", "robustness [95% CI]", "diverged"]
+    header += [f"{task} {score.name} {arrow(score.higher_is_better)}" for task, score in scored]
+    rows, best = [], []
+    top_rank = overall["mean_rank"].min()
+    for row in overall.to_dict("records"):
+        cells = [row["optimizer"], fmt_rank(row["mean_rank"]), fmt_rank(row["rank_clean"]),
+                 fmt_rank(row["rank_perturbed"]),
+                 "—" if not math.isfinite(row["robustness"]) else
+                 f"{row['robustness']:.3f} [{row['robustness_low']:.3f}, {row['robustness_high']:.3f}]",
+                 f"{100 * row['diverged_frac']:.0f}%"]
+        cells += [fmt(row[f"val:{task}"], row[f"val_ci:{task}"]) for task, _ in scored]
+        rows.append(cells)
+        best.append({1} if row["mean_rank"] == top_rank else set())
+    return table_html(header, rows, best)
+
+
+def task_html(data: BatteryRuns, cells: pd.DataFrame, task: str) -> str:
+    """Every row of ``leaderboard.csv`` for ``task``; rank-1 cells highlighted."""
+    score = data.scores.get(task)
+    header = ["optimizer", "perturbation", "seeds", "lr", "ω1", "sensitivity", "divergence"]
+    header += [f"{score.name} {arrow(score.higher_is_better)}", "val drop"] if score else ["final loss"]
+    header += ["diverged", "rank"]
+    rows, best = [], []
+    for row in cells[cells["task"] == task].to_dict("records"):
+        line = [row["optimizer"], row["perturbation"], str(row["seeds"]),
+                "—" if not math.isfinite(row["lr"]) else f"{row['lr']:.3g}",
+                fmt(row["omega1"], row["omega1_ci"]), fmt(row["sensitivity"], row["sensitivity_ci"]),
+                fmt(row["divergence"], row["divergence_ci"])]
+        line += ([fmt(row["val_score"], row["val_score_ci"]), fmt(row["val_drop"], row["val_drop_ci"])] if score
+                 else [fmt(row["final_loss"], row["final_loss_ci"])])
+        line += [f"{100 * row['diverged_frac']:.0f}%", fmt_rank(row["rank"])]
+        rows.append(line)
+        best.append({len(line) - 1} if row["rank"] == 1 else set())
+    return table_html(header, rows, best, spec_column=1)
+
+
+def page(data: BatteryRuns, cells: pd.DataFrame, overall: pd.DataFrame, figures: list[tuple[str, Path, str]],
+         commands: list[str], provenance: dict[str, str]) -> str:
+    """The whole page; ``figures`` are (title, png path, caption)."""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        "<title>gsibench leaderboard</title>", f"<style>{STYLE}</style></head><body>",
+        "<h1>gsibench leaderboard</h1>",
+        f'<p class="note">MLflow experiment <code>{escape(data.experiment)}</code>, {len(data.runs)} runs; '
+        + escape(", ".join(f"{k} {v}" for k, v in provenance.items())) + ".</p>",
+        "<h2>Overall</h2>", overall_html(data, overall),
+        f"<p>{emphasis(HOW_TO_READ)}</p>",
+        "<p>Regenerate:</p><pre>" + escape("\n".join(commands)) + "</pre>",
+        "<h2>Plots</h2>",
+    ]
+    for title, path, caption in figures:
+        parts.append(f"<figure><h3>{escape(title)}</h3>{image_tag(path, title)}"
+                     f"<figcaption>{escape(caption)}</figcaption></figure>")
+    parts.append("<h2>Per task</h2>")
+    for task in data.tasks:
+        score = data.scores.get(task)
+        subtitle = f"{score.name} {arrow(score.higher_is_better)}" if score else "no validation score"
+        parts += [f"<h3>{escape(task)} ({escape(subtitle)})</h3>", task_html(data, cells, task)]
+    parts.append("</body></html>")
+    return "\n".join(parts)
