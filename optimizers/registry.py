@@ -57,7 +57,7 @@ class OptimizerEntry:
             )
         merged = {**self.defaults, **overrides}
         lr = merged.get("lr", 1.0)
-        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and lr > 0):
+        if isinstance(lr, bool) or not (isinstance(lr, (int, float)) and 0 < lr < float("inf")):
             raise UsageError(f"optimizer '{self.name}': lr must be a positive number, got {merged['lr']!r}")
         if self.validate is not None:
             try:

@@ -38,6 +38,9 @@ from suite.specs import parse_named, split_list
 from tasks import registry as task_registry
 
 DEFAULT_BATTERY = Path(__file__).parent / "batteries" / "default.toml"
+MAX_SEEDS = 10_000
+MAX_STEPS = 10_000_000
+"""Limits that turn a hostile or mistyped number into a clear error instead of an out-of-memory crash."""
 
 
 def parse_seeds(value: int | str | list[int]) -> list[int]:
@@ -45,8 +48,8 @@ def parse_seeds(value: int | str | list[int]) -> list[int]:
     if isinstance(value, bool):
         raise UsageError(f"seeds must be a count or a list of integers, got {value!r}")
     if isinstance(value, int):
-        if value < 1:
-            raise UsageError(f"seeds must be at least 1, got {value}")
+        if not 1 <= value <= MAX_SEEDS:
+            raise UsageError(f"seeds must be a count from 1 to {MAX_SEEDS}, got {value}")
         return list(range(value))
     items = value.split(",") if isinstance(value, str) else value
     try:
@@ -85,7 +88,7 @@ class Battery:
             data = tomllib.loads(path.read_text())
         except FileNotFoundError:
             raise UsageError(f"battery file '{path}' does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise UsageError(f"battery file '{path}' is not valid TOML: {error}") from None
         return cls.from_mapping(data, source=str(path))
 
@@ -123,8 +126,8 @@ class Battery:
             raise UsageError("no optimizers given; e.g. --optimizers adam,adam-balanced")
         if not self.tasks:
             raise UsageError("no tasks given; e.g. --tasks oracle,digits-mlp")
-        if self.steps is not None and self.steps < 2:
-            raise UsageError(f"steps must be at least 2, got {self.steps}")
+        if self.steps is not None and not 2 <= self.steps <= MAX_STEPS:
+            raise UsageError(f"steps must be from 2 to {MAX_STEPS}, got {self.steps}")
         if self.schedule is not None and self.schedule not in SCHEDULES:
             raise unknown_name("schedule", self.schedule, SCHEDULES)
         if not 0 <= self.warmup < 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -26,7 +27,8 @@ from rich.progress import (
 from suite.errors import UsageError
 from suite.perturbations import split_specs
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = ("suite.leaderboard.command", "suite.check", "suite.grid", "suite.invariance",
+                                   "suite.phase", "suite.server")
 """Modules adding further sub-commands (reproductions, leaderboard, check, server, ...)."""
 
 
@@ -34,6 +36,26 @@ def add_tracking_options(parser: argparse.ArgumentParser, experiment: str | None
     parser.add_argument("--tracking-uri", help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, "
                         "else sqlite:///./mlflow.db)")
     parser.add_argument("--experiment", default=experiment, help="MLflow experiment name")
+
+
+def add_executor_options(parser: argparse.ArgumentParser) -> None:
+    """--executor, --jobs, --address (every command that runs cells can take them)."""
+    parser.add_argument("--executor", default="local", choices=["local", "pool", "ray"],
+                        help="local (default: a process pool of --jobs workers, in-process for --jobs 1), "
+                        "pool (worker processes even for one job) or ray (a Ray task per cell)")
+    parser.add_argument("--jobs", type=int, help="cells run at once (default: $GSIBENCH_JOBS, else every core)")
+    parser.add_argument("--address", help="Ray cluster for --executor ray: auto (the cluster this machine is in) "
+                        "or HOST:PORT (default: start a local Ray)")
+
+
+def executor_from_args(args: argparse.Namespace):
+    """The executor that --executor/--jobs/--address name."""
+    from suite.executors import available_cores, make_executor
+
+    jobs = args.jobs
+    if jobs is None and args.executor != "ray":
+        jobs = int(os.environ.get("GSIBENCH_JOBS") or available_cores())
+    return make_executor(args.executor, jobs=jobs, address=getattr(args, "address", None))
 
 
 def add_battery_options(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +94,9 @@ def battery_from_args(args: argparse.Namespace):
             data = tomllib.loads(open(source, encoding="utf-8").read())
         except FileNotFoundError:
             raise UsageError(f"battery file '{source}' does not exist") from None
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        except OSError as error:  # a folder, no permission, ...
+            raise UsageError(f"battery file '{source}' cannot be read: {error.strerror or error}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as error:
             raise UsageError(f"battery file '{source}' is not valid TOML: {error}") from None
         if not isinstance(data, dict):
             raise UsageError(f"battery file '{source}' must be a TOML table")
@@ -101,7 +125,6 @@ def progress_bar(console: Console) -> Progress:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from suite.driver import run_battery
-    from suite.executors import make_executor
     from suite.summary import print_summary, runs_frame, summarize
     from suite.tracking import Tracker
 
@@ -109,7 +132,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     battery = battery_from_args(args)
     battery.plan()  # every name and value checked before MLflow or training is touched
     tracker = Tracker(args.tracking_uri, battery.experiment)
-    executor = make_executor(args.executor, **({"jobs": args.jobs} if args.jobs else {}))
+    executor = executor_from_args(args)
+    if not args.no_tune:
+        from suite.tuning import tune
+
+        battery.tuned_lrs = tune(battery, args.tracking_uri, executor, console, points=args.tune_points)
     with progress_bar(console) as progress:
         bar = progress.add_task("cells", total=None, last="")
 
@@ -123,9 +150,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.update(bar, advance=1, last=f"{result.cell.label()} → {state}")
 
         outcome = run_battery(battery, tracker, executor, on_result=on_result, on_plan=on_plan)
+    if outcome.flushed:
+        console.print(f"wrote {outcome.flushed} results kept in {outcome.spool_root} by an earlier run")
+    if outcome.store_error:
+        console.print(f"[red]the tracking store failed mid-run[/] ({outcome.store_error}); {outcome.spooled} "
+                      f"results are kept in {outcome.spool_root}: re-run the same command to write them "
+                      "(cells already written are not run again)")
+        return 1
     for task, reason in outcome.skipped_tasks:
         console.print(f"[yellow]skipped[/] {task}: {reason}")
-    print_summary(summarize(runs_frame(tracker, set(outcome.run_ids.values()))), Console())
+    out = Console()
+    print_summary(summarize(runs_frame(tracker, set(outcome.run_ids.values()))),
+                  out if out.is_terminal else Console(width=220))
     console.print(f"{len(outcome.cells)} cells: {outcome.ran} run now, {outcome.already_done} already done, "
                   f"{outcome.diverged} diverged, {len(outcome.failed)} failed. MLflow: {tracker.uri} "
                   f"(experiment '{tracker.experiment_name}')")
@@ -178,8 +214,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("battery", nargs="?", help="battery TOML file (flags override its values)")
     add_battery_options(run)
     add_tracking_options(run)
-    run.add_argument("--executor", default="local", help="local (default) or ray")
-    run.add_argument("--jobs", type=int, help="worker processes for the local executor")
+    add_executor_options(run)
+    run.add_argument("--no-tune", action="store_true", help="use each optimizer's default lr (no lr sweep)")
+    run.add_argument("--tune-points", type=int, default=5, help="learning rates per sweep, log-spaced over "
+                     "default x 10^[-1, 1] (default 5); see suite/tuning.py")
     run.set_defaults(func=cmd_run)
 
     for module in COMMAND_MODULES:
@@ -188,6 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")  # database set-up chatter; warnings still show
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

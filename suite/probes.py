@@ -5,48 +5,76 @@ measured from parameters, never from the optimizer's internals or ``p.grad`` (so
 overwrite gradients inside ``step()``), so it works for every optimizer. One global L2 norm over all
 trained parameters, plus one per role.
 
-The probe sees ``(params_before, params_after, lr)`` and nothing else; the hot path is three
-multi-tensor (``_foreach``) kernels and no host synchronisation.
+The probe sees ``(params_before, params_after, lr)`` and nothing else. Per step it costs three
+multi-tensor (``_foreach``) kernels — copy, subtract, norm — and no host synchronisation: the raw
+norms ‖θ_k − θ_{k+1}‖ per tensor stay on the device (written into one array every few steps) and the
+learning rates (host floats) go to a NumPy array; dividing by η and summing per role happen in bulk
+in :meth:`UpdateNormProbe.norms`, which the runner calls only at its divergence checks and at the end.
 """
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import torch
 
 from optimizers.params import ROLES, ParamInfo
 
 SERIES_NAMES: tuple[str, ...] = ("update_norm",) + tuple(f"update_norm.{role}" for role in ROLES)
+PENDING_ROWS = 64
+"""Steps whose norms are held as separate small tensors before they are written into one array."""
 
 
 class UpdateNormProbe:
     """Call :meth:`before` just before ``optimizer.step()`` and :meth:`after` just after."""
 
-    def __init__(self, params: list[ParamInfo], optimizer: torch.optim.Optimizer):
+    def __init__(self, params: list[ParamInfo], optimizer: torch.optim.Optimizer, steps: int):
         self.tensors = [p.tensor for p in params]
         self.buffers = [torch.empty_like(t, memory_format=torch.preserve_format) for t in self.tensors]
         device = self.tensors[0].device
         self.role_index = torch.tensor([ROLES.index(p.role) for p in params], device=device)
         group_of = {id(t): g for g, group in enumerate(optimizer.param_groups) for t in group["params"]}
-        self.group_index = torch.tensor([group_of.get(id(t), 0) for t in self.tensors], device=device)
-        self.optimizer = optimizer
+        self.group_index = np.array([group_of.get(id(t), 0) for t in self.tensors])
+        self.groups = optimizer.param_groups
+        self.raw = torch.full((steps, len(self.tensors)), math.nan, dtype=torch.float64, device=device)
+        """‖θ_k − θ_{k+1}‖ per tensor and step (rows up to ``filled``; later ones wait in ``pending``)."""
+        self.lrs = np.full((steps, len(self.groups)), math.nan)
+        """η_k per param group and step."""
+        self.pending: list[list[torch.Tensor]] = []
+        self.filled = 0
 
     @torch.no_grad()
     def before(self) -> None:
         torch._foreach_copy_(self.buffers, self.tensors)
 
-    def lrs(self) -> torch.Tensor:
-        """η per parameter, from the optimizer's groups at this step."""
-        group_lrs = torch.tensor([float(g["lr"]) for g in self.optimizer.param_groups], dtype=torch.float64)
-        return group_lrs.to(self.group_index.device)[self.group_index]
+    @torch.no_grad()
+    def after(self, step: int) -> None:
+        """Record step ``step`` (steps come in order from 0)."""
+        torch._foreach_sub_(self.buffers, self.tensors)
+        self.pending.append(torch._foreach_norm(self.buffers))
+        self.lrs[step] = [float(group["lr"]) for group in self.groups]
+        if len(self.pending) >= PENDING_ROWS:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Write the pending rows into ``raw`` with one kernel (instead of one per step)."""
+        if self.pending:
+            rows = len(self.pending)
+            flat = torch.stack([norm for row in self.pending for norm in row])
+            self.raw[self.filled : self.filled + rows] = flat.view(rows, -1)
+            self.filled += rows
+            self.pending.clear()
 
     @torch.no_grad()
-    def after(self) -> torch.Tensor:
-        """[‖R_k‖, ‖R_k‖ per role (hidden, input, output, vector)] as a float64 tensor."""
-        torch._foreach_sub_(self.buffers, self.tensors)
-        norms = torch.stack(torch._foreach_norm(self.buffers)).to(torch.float64) / self.lrs()
-        per_role = torch.zeros(len(ROLES), dtype=torch.float64, device=norms.device)
-        per_role.index_add_(0, self.role_index, norms.square())
-        return torch.cat([per_role.sum().reshape(1), per_role]).sqrt()
+    def norms(self, start: int, stop: int) -> torch.Tensor:
+        """Rows ``start:stop`` of [‖R_k‖, ‖R_k‖ per role (hidden, input, output, vector)], float64."""
+        self._settle()
+        lrs = torch.from_numpy(self.lrs[start:stop][:, self.group_index]).to(self.raw.device)
+        scaled = self.raw[start:stop] / lrs
+        per_role = torch.zeros(stop - start, len(ROLES), dtype=torch.float64, device=scaled.device)
+        per_role.index_add_(1, self.role_index, scaled.square())
+        return torch.cat([per_role.sum(dim=1, keepdim=True), per_role], dim=1).sqrt()
 
 
 def flat_params(params: list[ParamInfo]) -> torch.Tensor:

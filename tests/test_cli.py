@@ -10,7 +10,7 @@ SMALL = ["--tasks", "oracle", "--perturbations", "step:at=0.5,factor=10", "--see
 
 
 def run(args, tracking_uri):
-    return main(["run", *args, "--tracking-uri", tracking_uri, "--experiment", "t"])
+    return main(["run", *args, "--no-tune", "--tracking-uri", tracking_uri, "--experiment", "t"])
 
 
 @pytest.mark.parametrize("args, message", [
@@ -74,13 +74,13 @@ def test_toml_battery_and_flag_override(tracking_uri, tmp_path, capsys):
     battery = tmp_path / "b.toml"
     battery.write_text('optimizers = ["adam-balanced[beta=0.99]"]\ntasks = ["quadratic"]\n'
                        'perturbations = ["noise:sigma=0.5"]\nseeds = [3, 7]\nsteps = 20\n')
-    assert main(["run", str(battery), "--tracking-uri", tracking_uri, "--experiment", "toml"]) == 0
+    assert main(["run", str(battery), "--no-tune", "--tracking-uri", tracking_uri, "--experiment", "toml"]) == 0
     runs = Tracker(tracking_uri, "toml").runs()
     assert sorted({r.data.params["seed"] for r in runs}) == ["3", "7"]
     assert {r.data.params["opt.beta"] for r in runs} == {"0.99"}
     bad = tmp_path / "bad.toml"
     bad.write_text('optimizers = ["adam"]\nseedz = 3\n')
-    assert main(["run", str(bad), "--tracking-uri", tracking_uri]) == 2
+    assert main(["run", str(bad), "--no-tune", "--tracking-uri", tracking_uri]) == 2
     assert "Did you mean 'seeds'" in capsys.readouterr().err
 
 

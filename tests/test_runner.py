@@ -117,3 +117,20 @@ def test_update_norm_is_the_normalized_parameter_delta():
     assert np.allclose(result.update_norm, 1.0, rtol=1e-6)
     assert np.allclose(result.series["update_norm.vector"], 1.0, rtol=1e-6)
     assert np.all(result.series["update_norm.hidden"] == 0)
+
+
+def test_numbers_do_not_depend_on_the_callers_thread_count():
+    """A pool worker and the in-process executor set different thread counts; the cell must not care."""
+    import torch
+
+    cell = cells("adam", "digits-mlp", steps=30)[0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        two = run_cell(cell)
+        torch.set_num_threads(1)
+        one = run_cell(cell)
+    finally:
+        torch.set_num_threads(before)
+    assert np.array_equal(one.series["update_norm"], two.series["update_norm"])
+    assert np.array_equal(one.final_params, two.final_params)

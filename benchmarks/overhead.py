@@ -1,0 +1,299 @@
+"""What the suite costs over plain training, measured side by side in one run.
+
+    .venv/bin/python benchmarks/overhead.py            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/overhead.py --only instrumentation,logging --reps 3
+
+Four numbers (issue 5, "Speed"), each a ratio of two things measured in this process, alternating
+A, B, A, B, ... so that a machine shared with other work slows both sides alike:
+
+* **instrumentation** — ``run_cell`` (probes, divergence checks, series, ω, θ travel) over a bare
+  PyTorch loop of the same task, optimizer, schedule, clipping and steps, on ``digits-mlp`` and
+  ``char-gpt``: target ≤ 1.10. Reported in CPU time of this process (what the work costs; immune
+  to other processes' load) and in wall time.
+* **logging** — a battery through the driver with MLflow (a SQLite store) on vs a tracker that
+  drops everything, in-process, so that every millisecond of logging shows: target ≤ 1.05.
+* **scaling** — cells per minute of a battery with ``--jobs 2`` vs ``--jobs 1`` (both the process
+  pool, after one warm-up of its forkserver; ``--jobs 1`` in-process is shown too): target ≥ 1.7.
+* **memory** — peak resident memory of ``gsibench run`` on the default battery: the driver, the
+  largest worker, and all of its processes together as PSS, which counts the pages workers share
+  with the forkserver once (sampled from /proc every 0.2 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from optimizers import registry as optimizer_registry  # noqa: E402
+from suite.battery import Battery  # noqa: E402
+from suite.cells import Cell  # noqa: E402
+from suite.executors import LocalExecutor, PoolExecutor, available_cores  # noqa: E402
+from suite.runner import resolve_device, run_cell  # noqa: E402
+from suite.schedules import lr_multiplier  # noqa: E402
+from tasks import registry as task_registry  # noqa: E402
+
+# The driver, MLflow and the spool are imported where they are used: pool workers import this script
+# again (as ``__mp_main__``), and they should not pay for MLflow.
+
+
+# ---- instrumentation ----------------------------------------------------------------------------
+def bare_loop(cell: Cell) -> None:
+    """The same training as ``run_cell`` with nothing measured: build, train, evaluate once."""
+    task = task_registry.get(cell.task_name)
+    entry = optimizer_registry.get(cell.optimizer_name)
+    device = resolve_device(cell.device, task)
+    torch.manual_seed(cell.seed)
+    problem = task.build(cell.seed, device, **dict(cell.task_options))
+    optimizer = entry.factory(problem.params, **dict(cell.hparams))
+    tensors = [p.tensor for p in problem.params]
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    for k in range(cell.steps):
+        if cell.schedule != "constant":
+            multiplier = lr_multiplier(cell.schedule, k, cell.steps, cell.warmup)
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * multiplier
+        optimizer.zero_grad(set_to_none=True)
+        problem.loss(k).backward()
+        if cell.clip:
+            torch.nn.utils.clip_grad_norm_(tensors, cell.clip, foreach=True)
+        optimizer.step()
+    with torch.no_grad():
+        problem.evaluate()
+
+
+def alternate(runs: dict[str, callable], reps: int) -> dict[str, dict[str, float]]:
+    """Median CPU and wall seconds of each callable, run in turn ``reps`` times after one warm-up."""
+    for run in runs.values():
+        run()
+    cpu = {name: [] for name in runs}
+    wall = {name: [] for name in runs}
+    for _ in range(reps):
+        for name, run in runs.items():
+            c, w = time.process_time(), time.perf_counter()
+            run()
+            cpu[name].append(time.process_time() - c)
+            wall[name].append(time.perf_counter() - w)
+    return {name: {"cpu": statistics.median(cpu[name]), "wall": statistics.median(wall[name])} for name in runs}
+
+
+def instrumentation(tasks: list[str], optimizers: list[str], reps: int) -> list[dict]:
+    rows = []
+    for task in tasks:
+        for optimizer in optimizers:
+            cells, _ = Battery(optimizers=[optimizer], tasks=[task], perturbations=[], seeds=[0]).plan()
+            cell = cells[0]
+            times = alternate({"bare": lambda c=cell: bare_loop(c), "runner": lambda c=cell: run_cell(c)}, reps)
+            rows.append({"task": task, "optimizer": optimizer, "steps": cell.steps,
+                         "bare_cpu_s": times["bare"]["cpu"], "runner_cpu_s": times["runner"]["cpu"],
+                         "ratio_cpu": times["runner"]["cpu"] / times["bare"]["cpu"],
+                         "ratio_wall": times["runner"]["wall"] / times["bare"]["wall"]})
+            print(f"  {task:12s} {optimizer:14s} {cell.steps:4d} steps  bare {times['bare']['cpu']:.3f} s  "
+                  f"runner {times['runner']['cpu']:.3f} s  ratio {rows[-1]['ratio_cpu']:.3f} (CPU) "
+                  f"{rows[-1]['ratio_wall']:.3f} (wall)", flush=True)
+    return rows
+
+
+# ---- logging ------------------------------------------------------------------------------------
+@dataclass
+class NullTracker:
+    """The driver's tracker interface, writing nothing: the 'logging off' side."""
+
+    experiment_name: str = "null"
+    uri: str = "null://"
+
+    def mark_interrupted(self) -> int:
+        return 0
+
+    def finished(self) -> dict[str, str]:
+        return {}
+
+    def log(self, result, comparison=None, twin_run_id=None) -> str:
+        return result.cell.key
+
+
+def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, label: str = "in-process") -> dict:
+    """Battery wall time with MLflow on / off. In-process, training waits for every write; with a
+    worker process (``executor``) the driver writes while the worker trains."""
+    from suite.driver import run_battery
+    from suite.spool import Spool
+    from suite.tracking import Tracker
+
+    executor = executor or LocalExecutor()
+    tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}", "warm-up")  # the database exists, as for a user
+    counter = iter(range(10**6))
+
+    def on() -> None:
+        experiment = f"logging-{label}-{'-'.join(battery.tasks)}-{next(counter)}"
+        run_battery(battery, Tracker(tracker.uri, experiment), executor, spool=Spool(folder / "spool"))
+
+    def off() -> None:
+        run_battery(battery, NullTracker(), executor, spool=Spool(folder / "spool"))
+
+    times = alternate({"off": off, "on": on}, reps)
+    cells = len(battery.plan()[0])
+    per_run = (times["on"]["wall"] - times["off"]["wall"]) / cells
+    row = {"cells": cells, "tasks": battery.tasks, "executor": label, "off_s": times["off"]["wall"],
+           "on_s": times["on"]["wall"], "ratio_wall": times["on"]["wall"] / times["off"]["wall"],
+           "ms_per_run": 1000 * per_run}
+    print(f"  {cells} cells ({', '.join(battery.tasks)}, {label}): off {row['off_s']:.2f} s, on {row['on_s']:.2f} s, "
+          f"ratio {row['ratio_wall']:.3f}; {row['ms_per_run']:.0f} ms of wall time per run", flush=True)
+    return row
+
+
+# ---- scaling ------------------------------------------------------------------------------------
+def scaling(battery: Battery, reps: int, folder: Path) -> dict:
+    """Cells per minute through the driver (MLflow on), as ``gsibench run`` makes the executors:
+    ``--jobs 2`` is two workers with ``cores // 2`` torch threads each; ``--jobs 1`` runs in-process
+    with every core's thread (``--executor pool --jobs 1``: one worker with them, the driver apart)."""
+    from suite.driver import run_battery
+    from suite.spool import Spool
+    from suite.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}", "warm-up")
+    counter = iter(range(10**6))
+    cells = len(battery.plan()[0])
+    list(PoolExecutor(jobs=2).run(battery.plan()[0][:2]))  # start the forkserver once, as a long battery would
+
+    def run(executor, threads: int | None = None) -> callable:
+        def go() -> None:
+            before = torch.get_num_threads()
+            torch.set_num_threads(threads or before)
+            try:
+                run_battery(battery, Tracker(tracker.uri, f"scaling-{'-'.join(battery.tasks)}-{next(counter)}"),
+                            executor, spool=Spool(folder / "spool"))
+            finally:
+                torch.set_num_threads(before)
+        return go
+
+    cores = available_cores()
+    times = alternate({"--jobs 1": run(LocalExecutor(), threads=cores),
+                       "--jobs 1 --executor pool": run(PoolExecutor(jobs=1)),
+                       "--jobs 2": run(PoolExecutor(jobs=2))}, reps)
+    per_minute = {name: 60 * cells / t["wall"] for name, t in times.items()}
+    row = {"cells": cells, "tasks": battery.tasks, "cells_per_minute": per_minute,
+           "ratio": per_minute["--jobs 2"] / per_minute["--jobs 1"],
+           "ratio_vs_pool_1": per_minute["--jobs 2"] / per_minute["--jobs 1 --executor pool"]}
+    for name, value in per_minute.items():
+        print(f"  {', '.join(battery.tasks)} {name:26s} {value:6.1f} cells/min", flush=True)
+    print(f"  --jobs 2 / --jobs 1: {row['ratio']:.2f}×  (/ one pool worker: {row['ratio_vs_pool_1']:.2f}×)")
+    return row
+
+
+# ---- memory -------------------------------------------------------------------------------------
+def _tree(root: int) -> list[int]:
+    """``root`` and every process descended from it (the forkserver's children included)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo.extend(children.get(pid, []))
+    return found
+
+
+def _memory_kib(pid: int) -> tuple[int, int]:
+    """(peak RSS, PSS) of ``pid`` in KiB (0 if it is gone). RSS counts pages shared with the forkserver
+    (torch, imported once) in every worker; PSS splits them, so PSS adds up across processes."""
+    try:
+        fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines())
+        rollup = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:])
+        return int(fields["VmHWM"].split()[0]), int(rollup["Pss"].split()[0])
+    except (OSError, KeyError, ValueError):
+        return 0, 0
+
+
+def memory(args: list[str], folder: Path) -> dict:
+    command = [sys.executable, "-m", "suite.cli", "run", *args, "--tracking-uri", f"sqlite:///{folder / 'rss.db'}"]
+    start = time.perf_counter()
+    driver = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+    peak_total, peak_driver, peak_worker = 0, 0, 0
+    while driver.poll() is None:
+        sizes = {pid: _memory_kib(pid) for pid in _tree(driver.pid)}
+        peak_total = max(peak_total, sum(pss for _, pss in sizes.values()))
+        peak_driver = max(peak_driver, sizes.get(driver.pid, (0, 0))[0])
+        peak_worker = max([peak_worker] + [hwm for pid, (hwm, _) in sizes.items() if pid != driver.pid])
+        time.sleep(0.2)
+    err = driver.stderr.read().decode()
+    summary = [line for line in err.splitlines() if "cells:" in line]
+    row = {"command": " ".join(["gsibench run", *args]), "seconds": time.perf_counter() - start,
+           "returncode": driver.returncode, "summary": summary[-1] if summary else err[-500:],
+           "peak_rss_driver_mib": peak_driver / 1024, "peak_rss_worker_mib": peak_worker / 1024,
+           "peak_pss_total_mib": peak_total / 1024}
+    print(f"  {row['command']}: {row['seconds']:.0f} s, exit {row['returncode']}; peak RSS: driver "
+          f"{row['peak_rss_driver_mib']:.0f} MiB, largest worker (or forkserver) {row['peak_rss_worker_mib']:.0f} MiB; "
+          f"all processes together (PSS) {row['peak_pss_total_mib']:.0f} MiB", flush=True)
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", default="instrumentation,logging,scaling,memory")
+    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
+    parser.add_argument("--optimizers", default="adam,muon")
+    parser.add_argument("--memory-args", default="--no-tune", help="extra `gsibench run` flags for the memory run")
+    parser.add_argument("--json", help="also write the numbers to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    sections = args.only.split(",")
+    report: dict = {"cores": available_cores(), "torch_threads": args.threads, "torch": torch.__version__,
+                    "load_average": os.getloadavg()}
+    print(f"{report['cores']} cores, load average {report['load_average'][0]:.1f}, torch {torch.__version__}")
+    tasks = [t for t in ("digits-mlp", "char-gpt") if t in task_registry.available()]
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        if "instrumentation" in sections:
+            print("instrumentation: runner with every probe / bare PyTorch loop (target ≤ 1.10)")
+            report["instrumentation"] = instrumentation(tasks, args.optimizers.split(","), args.reps)
+        if "logging" in sections:
+            print("logging: MLflow (SQLite) on / off, in-process (target ≤ 1.05)")
+            digits = Battery(optimizers=["adam", "lion"], tasks=["digits-mlp"],
+                             perturbations=["step:at=0.5,factor=10"], seeds=[0, 1])
+            gpt = Battery(optimizers=["adam", "lion"], tasks=["char-gpt"], perturbations=["step:at=0.5,factor=10"],
+                          seeds=[0])
+            list(PoolExecutor(jobs=1).run(digits.plan()[0][:1]))  # start the forkserver once, as a battery would
+            report["logging"] = [
+                logging_overhead(digits, args.reps, folder),
+                logging_overhead(digits, args.reps, folder, PoolExecutor(jobs=1, threads=args.threads),
+                                 "1 worker process"),
+                logging_overhead(gpt, max(1, args.reps // 2), folder),
+            ]
+        if "scaling" in sections:
+            print("scaling: cells per minute, --jobs 2 / --jobs 1 (target ≥ 1.7)")
+            report["scaling"] = [
+                scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["digits-mlp"],
+                                perturbations=["step:at=0.5,factor=10"], seeds=[0, 1, 2]), max(1, args.reps // 2),
+                        folder),
+                scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["char-gpt[n_layer=1]"],
+                                perturbations=["step:at=0.5,factor=10"], seeds=[0], steps=150), 1, folder),
+            ]
+        if "memory" in sections:
+            print("memory: peak RSS of the default battery")
+            report["memory"] = memory(args.memory_args.split(), folder)
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
