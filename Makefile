@@ -19,6 +19,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
+# Regenerate the committed leaderboard/ from the default battery (resumes from ./mlflow.db).
+leaderboard: $(STAMP)
+	$(VENV)/bin/gsibench run
+	$(VENV)/bin/gsibench grid --task digits-mlp --betas 0.9,0.99,0.999 --seeds 3
+	$(VENV)/bin/gsibench leaderboard --experiment default --out leaderboard
+	$(VENV)/bin/gsibench baseline --optimizer adam --out leaderboard/baseline.json
+
 lint: $(STAMP)
 	$(VENV)/bin/ruff check suite optimizers tasks tests
 
