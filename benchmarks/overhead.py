@@ -12,8 +12,10 @@ A, B, A, B, ... so that a machine shared with other work slows both sides alike:
   to other processes' load) and in wall time.
 * **logging** — a battery through the driver with MLflow (a SQLite store) on vs a tracker that
   drops everything, in-process, so that every millisecond of logging shows: target ≤ 1.05.
-* **scaling** — cells per minute of a battery with ``--jobs 2`` vs ``--jobs 1`` (both the process
-  pool, after one warm-up of its forkserver; ``--jobs 1`` in-process is shown too): target ≥ 1.7.
+* **scaling** — cells per minute of a battery (MLflow on) with ``--jobs 2`` vs ``--jobs 1``: as the CLI
+  sets them up (``--jobs 1`` in-process with every core's torch threads, ``--jobs 2`` two workers with
+  half as many each), and at the same threads per worker (the pool's own parallel efficiency): target
+  ≥ 1.7. After one warm-up of the pool's forkserver, as in any battery longer than a few cells.
 * **memory** — peak resident memory of ``gsibench run`` on the default battery: the driver, the
   largest worker, and all of its processes together as PSS, which counts the pages workers share
   with the forkserver once (sampled from /proc every 0.2 s).
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -154,6 +157,29 @@ def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, l
 
 
 # ---- scaling ------------------------------------------------------------------------------------
+def _burn(n: int) -> float:
+    start = time.perf_counter()
+    total = 0
+    for i in range(n):
+        total += i * i
+    return time.perf_counter() - start
+
+
+def machine_parallelism(work: int = 10_000_000) -> float:
+    """How many cores this machine gives us right now: the speedup of two processes burning CPU in
+    pure Python over one (2.0 on two idle cores; less when other work shares them)."""
+    import multiprocessing
+
+    one = min(_burn(work) for _ in range(3))
+    two = math.inf
+    with multiprocessing.get_context("spawn").Pool(2) as pool:
+        for _ in range(4):  # the first rounds may still wait for a worker to start (it imports this script)
+            start = time.perf_counter()
+            pool.map(_burn, [work, work], chunksize=1)
+            two = min(two, time.perf_counter() - start)
+    return 2 * one / two
+
+
 def scaling(battery: Battery, reps: int, folder: Path) -> dict:
     """Cells per minute through the driver (MLflow on), as ``gsibench run`` makes the executors:
     ``--jobs 2`` is two workers with ``cores // 2`` torch threads each; ``--jobs 1`` runs in-process
@@ -179,16 +205,18 @@ def scaling(battery: Battery, reps: int, folder: Path) -> dict:
         return go
 
     cores = available_cores()
-    times = alternate({"--jobs 1": run(LocalExecutor(), threads=cores),
-                       "--jobs 1 --executor pool": run(PoolExecutor(jobs=1)),
-                       "--jobs 2": run(PoolExecutor(jobs=2))}, reps)
+    single = max(1, cores // 2)
+    times = alternate({f"--jobs 1 (in-process, {cores} threads)": run(LocalExecutor(), threads=cores),
+                       f"1 worker, {single} thread(s)": run(PoolExecutor(jobs=1, threads=single)),
+                       f"--jobs 2 (2 workers, {single} thread(s) each)": run(PoolExecutor(jobs=2))}, reps)
     per_minute = {name: 60 * cells / t["wall"] for name, t in times.items()}
+    rates = list(per_minute.values())
     row = {"cells": cells, "tasks": battery.tasks, "cells_per_minute": per_minute,
-           "ratio": per_minute["--jobs 2"] / per_minute["--jobs 1"],
-           "ratio_vs_pool_1": per_minute["--jobs 2"] / per_minute["--jobs 1 --executor pool"]}
+           "ratio_cli": rates[2] / rates[0], "ratio_same_threads": rates[2] / rates[1]}
     for name, value in per_minute.items():
-        print(f"  {', '.join(battery.tasks)} {name:26s} {value:6.1f} cells/min", flush=True)
-    print(f"  --jobs 2 / --jobs 1: {row['ratio']:.2f}×  (/ one pool worker: {row['ratio_vs_pool_1']:.2f}×)")
+        print(f"  {', '.join(battery.tasks)}: {name:36s} {value:6.1f} cells/min", flush=True)
+    print(f"  --jobs 2 / --jobs 1: {row['ratio_cli']:.2f}× as the CLI sets threads; "
+          f"{row['ratio_same_threads']:.2f}× at the same threads per worker")
     return row
 
 
@@ -281,6 +309,9 @@ def main() -> None:
             ]
         if "scaling" in sections:
             print("scaling: cells per minute, --jobs 2 / --jobs 1 (target ≥ 1.7)")
+            report["parallelism_before"] = machine_parallelism()
+            print(f"  two processes of pure-Python work run {report['parallelism_before']:.2f}× one right now "
+                  "(2.00 on two idle cores)")
             report["scaling"] = [
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["digits-mlp"],
                                 perturbations=["step:at=0.5,factor=10"], seeds=[0, 1, 2]), max(1, args.reps // 2),
@@ -288,6 +319,8 @@ def main() -> None:
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["char-gpt[n_layer=1]"],
                                 perturbations=["step:at=0.5,factor=10"], seeds=[0], steps=150), 1, folder),
             ]
+            report["parallelism_after"] = machine_parallelism()
+            print(f"  ... and {report['parallelism_after']:.2f}× after the scaling runs")
         if "memory" in sections:
             print("memory: peak RSS of the default battery")
             report["memory"] = memory(args.memory_args.split(), folder)

@@ -54,7 +54,10 @@ def executor_from_args(args: argparse.Namespace):
 
     jobs = args.jobs
     if jobs is None and args.executor != "ray":
-        jobs = int(os.environ.get("GSIBENCH_JOBS") or available_cores())
+        text = os.environ.get("GSIBENCH_JOBS") or str(available_cores())
+        if not text.strip().isdigit():
+            raise UsageError(f"$GSIBENCH_JOBS must be a positive integer, got {text!r}")
+        jobs = int(text)
     return make_executor(args.executor, jobs=jobs, address=getattr(args, "address", None))
 
 

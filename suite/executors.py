@@ -229,6 +229,16 @@ def _import_ray():
     return ray
 
 
+def _wants_gpu(cell: Cell) -> bool:
+    """Whether a Ray task for ``cell`` must ask for a GPU (Ray hides GPUs from tasks that do not)."""
+    from tasks import registry as task_registry
+
+    if cell.device.startswith("cuda"):
+        return True
+    task = task_registry.get(cell.task_name)
+    return cell.device == "auto" and (task.prefers_gpu or task.needs_gpu)
+
+
 def _ray_cell(cell: Cell, threads: int) -> CellResult:
     """A Ray task: one cell, with torch limited to the task's CPUs."""
     import torch
@@ -243,7 +253,8 @@ class RayExecutor:
     ``address``: ``auto`` (the cluster this machine belongs to, ``ray start --head``), ``ray://host:port``
     or ``host:port``; ``None`` starts a local Ray with ``jobs`` CPUs (or joins the one already
     initialised in this process). A worker that dies fails its cell (no retry: re-running the
-    battery redoes failed cells).
+    battery redoes failed cells). A cell on ``cuda`` (or ``auto`` for a GPU task) asks for one GPU when
+    the cluster has any. Every node needs gsibench and the plugins the battery names installed.
     """
 
     def __init__(self, address: str | None = None, jobs: int | None = None):
@@ -264,7 +275,9 @@ class RayExecutor:
     def run(self, cells: list[Cell]) -> Iterator[CellResult]:
         ray = self.ray
         task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
-        pending = {task.remote(cell, 1): cell for cell in cells}
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        pending = {task.options(num_gpus=1 if has_gpus and _wants_gpu(cell) else 0).remote(cell, 1): cell
+                   for cell in cells}
         try:
             while pending:
                 done, _ = ray.wait(list(pending), num_returns=1)

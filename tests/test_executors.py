@@ -155,3 +155,23 @@ def test_ray_battery_logs_every_cell_once(ray_cluster, tmp_path):
     sensitivity = {r.data.params["optimizer"]: r.data.metrics["sensitivity"] for r in runs
                    if r.data.tags["kind"] == "perturbed" and r.data.params["task"] == "oracle"}
     assert sensitivity["adam"] > 1e-3 and sensitivity["lion"] < 1e-6  # Lion's sign update ignores the scale
+
+
+def test_cli_executor_options(monkeypatch):
+    from suite.cli import build_parser, executor_from_args
+    from suite.executors import available_cores
+
+    parser = build_parser()
+    plain = parser.parse_args(["run", "--optimizers", "adam"])
+    monkeypatch.setenv("GSIBENCH_JOBS", "1")
+    assert isinstance(executor_from_args(plain), LocalExecutor)
+    monkeypatch.setenv("GSIBENCH_JOBS", "3")
+    assert executor_from_args(plain).jobs == 3
+    monkeypatch.delenv("GSIBENCH_JOBS")
+    default = executor_from_args(plain)  # every core: the pool, unless this machine has one core
+    assert (default.jobs == available_cores()) if available_cores() > 1 else isinstance(default, LocalExecutor)
+    pool = executor_from_args(parser.parse_args(["run", "--executor", "pool", "--jobs", "1"]))
+    assert isinstance(pool, PoolExecutor) and pool.jobs == 1
+    monkeypatch.setenv("GSIBENCH_JOBS", "many")
+    with pytest.raises(UsageError, match="GSIBENCH_JOBS must be a positive integer"):
+        executor_from_args(plain)
