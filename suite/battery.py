@@ -97,7 +97,7 @@ class Battery:
         valid = {f.name for f in fields(cls)}
         for key in data:
             if key not in valid:
-                raise unknown_name(f"key in {source}", key, valid)
+                raise UsageError(f"{source}: {unknown_name('key', key, valid)}")
         if "optimizers" not in data:
             raise UsageError(f"{source} must list optimizers, e.g. optimizers = [\"adam\", \"adam-balanced\"]")
         values = dict(data)
