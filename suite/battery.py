@@ -94,7 +94,7 @@ class Battery:
 
     @classmethod
     def from_mapping(cls, data: dict[str, Any], source: str = "battery") -> Battery:
-        valid = {f.name for f in fields(cls)}
+        valid = {f.name for f in fields(cls)} - {"tuned_lrs"}  # set by the tuning step, not by users
         for key in data:
             if key not in valid:
                 raise UsageError(f"{source}: {unknown_name('key', key, valid)}")
