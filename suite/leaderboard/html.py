@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from suite.leaderboard.data import BatteryRuns
-from suite.leaderboard.markdown import HOW_TO_READ, arrow
+from suite.leaderboard.markdown import HOW_TO_READ, arrow, overall_cells
 from suite.leaderboard.tables import fmt, fmt_rank
 
 STYLE = """
@@ -61,20 +61,9 @@ def table_html(header: list[str], rows: list[list[str]], best: list[set[int]] | 
 
 
 def overall_html(data: BatteryRuns, overall: pd.DataFrame) -> str:
-    scored = [(task, score) for task, score in data.scores.items() if score is not None]
-    header = ["optimizer", "mean rank", "rank clean", "rank perturbed", "robustness [95% CI]", "diverged"]
-    header += [f"{task} {score.name} {arrow(score.higher_is_better)}" for task, score in scored]
-    rows, best = [], []
+    header, rows = overall_cells(data, overall)
     top_rank = overall["mean_rank"].min()
-    for row in overall.to_dict("records"):
-        cells = [row["optimizer"], fmt_rank(row["mean_rank"]), fmt_rank(row["rank_clean"]),
-                 fmt_rank(row["rank_perturbed"]),
-                 "—" if not math.isfinite(row["robustness"]) else
-                 f"{row['robustness']:.3f} [{row['robustness_low']:.3f}, {row['robustness_high']:.3f}]",
-                 f"{100 * row['diverged_frac']:.0f}%"]
-        cells += [fmt(row[f"val:{task}"], row[f"val_ci:{task}"]) for task, _ in scored]
-        rows.append(cells)
-        best.append({1} if row["mean_rank"] == top_rank else set())
+    best = [{1} if rank == top_rank else set() for rank in overall["mean_rank"]]
     return table_html(header, rows, best)
 
 

@@ -41,7 +41,8 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
     return "\n".join(lines)
 
 
-def overall_markdown(data: BatteryRuns, overall: pd.DataFrame) -> str:
+def overall_cells(data: BatteryRuns, overall: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
+    """Header and formatted rows of the overall table (shared by the Markdown and HTML pages)."""
     scored = [(task, score) for task, score in data.scores.items() if score is not None]
     header = ["optimizer", "mean rank", "rank clean", "rank perturbed", "robustness [95% CI]", "diverged"]
     header += [f"{task} {score.name} {arrow(score.higher_is_better)}" for task, score in scored]
@@ -54,7 +55,11 @@ def overall_markdown(data: BatteryRuns, overall: pd.DataFrame) -> str:
                  f"{100 * row['diverged_frac']:.0f}%"]
         cells += [fmt(row[f"val:{task}"], row[f"val_ci:{task}"]) for task, _ in scored]
         rows.append(cells)
-    return md_table(header, rows)
+    return header, rows
+
+
+def overall_markdown(data: BatteryRuns, overall: pd.DataFrame) -> str:
+    return md_table(*overall_cells(data, overall))
 
 
 def task_markdown(data: BatteryRuns, cells: pd.DataFrame, task: str) -> str:
