@@ -12,7 +12,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 from collections import Counter
@@ -160,23 +159,9 @@ def test_interrupted_runs_are_marked_killed_and_redone(tmp_path):
 
 
 # ---- killing the driver -------------------------------------------------------------------------
-SLOW_PLUGIN = '''
-import time
-import torch
-
-class SlowSGD(torch.optim.SGD):
-    """SGD that sleeps 4 ms a step, so that a battery takes long enough to be killed mid-way."""
-    def __init__(self, params, lr=0.01):
-        super().__init__(params, lr=lr)
-
-    def step(self, closure=None):
-        time.sleep(0.004)
-        return super().step(closure)
-'''
-
 KILL_BATTERY = '''
 experiment    = "killed"
-optimizers    = ["slow_opt:SlowSGD", "slow_opt:SlowSGD[lr=0.02]"]
+optimizers    = ["tests.plugins.slow_opt:SlowSGD", "tests.plugins.slow_opt:SlowSGD[lr=0.02]"]
 tasks         = ["oracle"]
 perturbations = ["step:at=0.5,factor=10", "noise:sigma=0.5"]
 seeds         = 4
@@ -211,7 +196,6 @@ def marked_processes(mark: str) -> list[int]:
 
 @pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_killed_battery_reruns_to_exactly_one_finished_run_per_cell(how, tmp_path):
-    (tmp_path / "slow_opt.py").write_text(textwrap.dedent(SLOW_PLUGIN))
     (tmp_path / "battery.toml").write_text(KILL_BATTERY)
     db = tmp_path / "mlflow.db"
     mark = f"gsibench-test-{uuid.uuid4().hex}"

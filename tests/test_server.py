@@ -9,7 +9,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -110,25 +109,12 @@ def test_server_command_refuses_bad_stores_and_busy_ports(tmp_path, capsys):
     assert "pick another --port" in capsys.readouterr().err
 
 
-SLOW_PLUGIN = '''
-import time
-import torch
-
-class SlowSGD(torch.optim.SGD):
-    def __init__(self, params, lr=0.01):
-        super().__init__(params, lr=lr)
-
-    def step(self, closure=None):
-        time.sleep(0.004)
-        return super().step(closure)
-'''
-
 
 def test_server_lost_mid_battery_loses_nothing(server, tmp_path):
-    (tmp_path / "slow_opt.py").write_text(textwrap.dedent(SLOW_PLUGIN))
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]),
            "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    command = [sys.executable, "-m", "suite.cli", "run", "--optimizers", "slow_opt:SlowSGD,slow_opt:SlowSGD[lr=0.02]",
+    slow = "tests.plugins.slow_opt:SlowSGD"
+    command = [sys.executable, "-m", "suite.cli", "run", "--optimizers", f"{slow},{slow}[lr=0.02]",
                "--tasks", "oracle", "--perturbations", "step:at=0.5,factor=10,noise:sigma=0.5", "--seeds", "3",
                "--steps", "60", "--no-tune", "--jobs", "1", "--tracking-uri", server.url, "--experiment", "lost"]
     before = set(server.finished())
