@@ -27,7 +27,7 @@ leaderboard: $(STAMP)
 	$(VENV)/bin/gsibench baseline --optimizer adam --out leaderboard/baseline.json
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check suite optimizers tasks tests
+	$(VENV)/bin/ruff check suite optimizers tasks tests benchmarks
 
 clean:
 	rm -rf $(VENV) mlflow.db mlruns results

@@ -40,13 +40,13 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from optimizers import registry as optimizer_registry  # noqa: E402
-from suite.battery import Battery  # noqa: E402
-from suite.cells import Cell  # noqa: E402
-from suite.executors import LocalExecutor, PoolExecutor, available_cores  # noqa: E402
-from suite.runner import resolve_device, run_cell  # noqa: E402
-from suite.schedules import lr_multiplier  # noqa: E402
-from tasks import registry as task_registry  # noqa: E402
+from gsibench.battery.cells import Cell  # noqa: E402
+from gsibench.battery.schedules import lr_multiplier  # noqa: E402
+from gsibench.battery.spec import Battery  # noqa: E402
+from gsibench.execution.executors import LocalExecutor, PoolExecutor, available_cores  # noqa: E402
+from gsibench.execution.runner import resolve_device, run_cell  # noqa: E402
+from gsibench.optimizers import registry as optimizer_registry  # noqa: E402
+from gsibench.tasks import registry as task_registry  # noqa: E402
 
 # The driver, MLflow and the spool are imported where they are used: pool workers import this script
 # again (as ``__mp_main__``), and they should not pay for MLflow.
@@ -130,9 +130,9 @@ class NullTracker:
 def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, label: str = "in-process") -> dict:
     """Battery wall time with MLflow on / off. In-process, training waits for every write; with a
     worker process (``executor``) the driver writes while the worker trains."""
-    from suite.driver import run_battery
-    from suite.spool import Spool
-    from suite.tracking import Tracker
+    from gsibench.execution.driver import run_battery
+    from gsibench.execution.spool import Spool
+    from gsibench.tracking.store import Tracker
 
     executor = executor or LocalExecutor()
     tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}", "warm-up")  # the database exists, as for a user
@@ -184,9 +184,9 @@ def scaling(battery: Battery, reps: int, folder: Path) -> dict:
     """Cells per minute through the driver (MLflow on), as ``gsibench run`` makes the executors:
     ``--jobs 2`` is two workers with ``cores // 2`` torch threads each; ``--jobs 1`` runs in-process
     with every core's thread (``--executor pool --jobs 1``: one worker with them, the driver apart)."""
-    from suite.driver import run_battery
-    from suite.spool import Spool
-    from suite.tracking import Tracker
+    from gsibench.execution.driver import run_battery
+    from gsibench.execution.spool import Spool
+    from gsibench.tracking.store import Tracker
 
     tracker = Tracker(f"sqlite:///{folder / 'mlflow.db'}", "warm-up")
     counter = iter(range(10**6))
@@ -251,7 +251,8 @@ def _memory_kib(pid: int) -> tuple[int, int]:
 
 
 def memory(args: list[str], folder: Path) -> dict:
-    command = [sys.executable, "-m", "suite.cli", "run", *args, "--tracking-uri", f"sqlite:///{folder / 'rss.db'}"]
+    command = [sys.executable, "-m", "gsibench", "run", *args,
+               "--tracking-uri", f"sqlite:///{folder / 'rss.db'}"]
     start = time.perf_counter()
     driver = subprocess.Popen(command, cwd=folder, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                               env={**os.environ, "PYTHONPATH": str(REPO)})

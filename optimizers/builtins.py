@@ -1,3 +1,3 @@
 """Importing this module registers every built-in optimizer (one file per family)."""
 
-from optimizers import adam, lion, muon, scion, sgd  # noqa: F401
+from gsibench.optimizers import adam, lion, muon, scion, sgd  # noqa: F401

@@ -34,9 +34,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from optimizers.params import ParamInfo
-from optimizers.registry import OptimizerEntry, add
-from optimizers.validation import require_nonnegative, require_positive, require_range
+from gsibench.core.params import ParamInfo
+from gsibench.optimizers.registry import OptimizerEntry, add
+from gsibench.optimizers.validation import require_nonnegative, require_positive, require_range
 
 ADJUST_LR_FNS = (None, "original", "match_rms_adamw")
 

@@ -14,19 +14,18 @@ Hyperparameters ride in the same spec string: ``adam-balanced[beta=0.99,lr=3e-4]
 
 from __future__ import annotations
 
-import importlib
 import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from importlib.metadata import entry_points
 from typing import Any
 
 import torch
 
-from optimizers.params import ParamInfo, probe_params
-from suite.errors import UsageError, unknown_name
-from suite.specs import format_named, parse_named
+from gsibench.core.errors import UsageError
+from gsibench.core.params import ParamInfo, probe_params
+from gsibench.core.registry import Registry
+from gsibench.core.specs import format_named, parse_named
 
 ENTRY_POINT_GROUP = "gsibench.optimizers"
 Factory = Callable[..., torch.optim.Optimizer]
@@ -44,7 +43,7 @@ class OptimizerEntry:
     scale_invariant: bool = True
     """Whether the update is unchanged (up to ε) when every gradient is multiplied by a constant."""
     open_hparams: bool = False
-    """Accept hyperparameters not listed in ``defaults`` (user classes whose signature is unknown)."""
+    """Accept hyperparameters not listed in ``defaults`` (a user class or factory taking ``**kwargs``)."""
 
     def hparams(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Defaults merged with ``overrides``; unknown keys and invalid values raise UsageError."""
@@ -89,10 +88,6 @@ class OptimizerEntry:
         return merged
 
 
-_REGISTRY: dict[str, OptimizerEntry] = {}
-_BUILTINS_LOADED = False
-
-
 def _class_factory(cls: type[torch.optim.Optimizer]) -> Factory:
     def factory(params: list[ParamInfo], **hparams: Any) -> torch.optim.Optimizer:
         return cls([p.tensor for p in params], **hparams)
@@ -101,41 +96,52 @@ def _class_factory(cls: type[torch.optim.Optimizer]) -> Factory:
     return factory
 
 
-def _class_defaults(cls: type) -> dict[str, Any]:
-    """Keyword defaults of an Optimizer subclass's constructor (its hyperparameters)."""
-    defaults = {}
-    for name, parameter in inspect.signature(cls.__init__).parameters.items():
-        if name in ("self", "params") or parameter.kind in (parameter.VAR_POSITIONAL, parameter.VAR_KEYWORD):
+def _signature_hparams(func: Callable[..., Any], skip: int) -> tuple[dict[str, Any], bool]:
+    """(keyword parameters with plain defaults, whether ``**kwargs`` is taken) of a signature, skipping
+    its first ``skip`` parameters (``self, params`` or ``params``)."""
+    defaults, open_ = {}, False
+    for index, (name, parameter) in enumerate(inspect.signature(func).parameters.items()):
+        if index < skip or parameter.kind is parameter.VAR_POSITIONAL:
             continue
-        if parameter.default is not inspect.Parameter.empty and isinstance(
+        if parameter.kind is parameter.VAR_KEYWORD:
+            open_ = True
+        elif parameter.default is not inspect.Parameter.empty and isinstance(
             parameter.default, (int, float, bool, str, tuple, type(None))
         ):
             defaults[name] = parameter.default
-    return defaults
+    return defaults, open_
 
 
 def as_entry(obj: Any, name: str, description: str | None = None, **options: Any) -> OptimizerEntry:
-    """Wrap an entry, an Optimizer subclass or a factory function as an :class:`OptimizerEntry`."""
+    """Wrap an entry, an Optimizer subclass or a factory function as an :class:`OptimizerEntry`.
+
+    The hyperparameters of a class or a factory are the keyword parameters of its signature; unknown
+    ones are refused before training, as for a built-in, unless the signature takes ``**kwargs``."""
     if isinstance(obj, OptimizerEntry):
         return obj
-    doc = (inspect.getdoc(obj) or "").strip().splitlines()
-    description = description or (doc[0] if doc else f"user optimizer {name}")
     if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
-        defaults = options.pop("defaults", None) or _class_defaults(obj)
-        return OptimizerEntry(name, description, _class_factory(obj), defaults, open_hparams=True, **options)
-    if callable(obj):
-        defaults = options.pop("defaults", None)
-        if defaults is None:
-            defaults = {
-                k: p.default
-                for k, p in inspect.signature(obj).parameters.items()
-                if p.default is not inspect.Parameter.empty
-            }
-        return OptimizerEntry(name, description, obj, defaults, open_hparams=True, **options)
-    raise UsageError(
-        f"'{name}' is a {type(obj).__name__}; expected an OptimizerEntry, a torch.optim.Optimizer "
-        "subclass or a factory(params, **hparams)"
-    )
+        found, open_ = _signature_hparams(obj.__init__, skip=2)
+        factory = _class_factory(obj)
+    elif callable(obj) and not isinstance(obj, type):
+        found, open_ = _signature_hparams(obj, skip=1)
+        factory = obj
+    else:
+        raise UsageError(f"'{name}' is a {type(obj).__name__}; expected an OptimizerEntry, a torch.optim.Optimizer "
+                         "subclass or a factory(params, **hparams)")
+    doc = (inspect.getdoc(obj) or "").strip().splitlines()
+    defaults = options.pop("defaults", None)
+    return OptimizerEntry(name, description or (doc[0] if doc else f"user optimizer {name}"), factory,
+                          found if defaults is None else defaults, open_hparams=open_, **options)
+
+
+def is_optimizer(obj: Any) -> bool:
+    """What an import path may name: an entry, an Optimizer subclass or a factory function."""
+    return isinstance(obj, OptimizerEntry) or inspect.isfunction(obj) or (
+        isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer))
+
+
+REGISTRY: Registry[OptimizerEntry] = Registry("optimizer", ENTRY_POINT_GROUP, "gsibench.optimizers.builtins",
+                                             as_entry, accepts=is_optimizer)
 
 
 def register(name: str, description: str | None = None, **options: Any) -> Callable[[Any], Any]:
@@ -155,62 +161,17 @@ def register(name: str, description: str | None = None, **options: Any) -> Calla
 
 def add(entry: OptimizerEntry) -> OptimizerEntry:
     """Put ``entry`` in the registry (replacing one of the same name)."""
-    _REGISTRY[entry.name] = entry
-    return entry
-
-
-def _load_builtins() -> None:
-    global _BUILTINS_LOADED
-    if not _BUILTINS_LOADED:
-        _BUILTINS_LOADED = True
-        importlib.import_module("optimizers.builtins")
-
-
-def _entry_point_names() -> dict[str, Any]:
-    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
-
-
-def load_import_path(path: str, kind: str = "optimizer") -> Any:
-    """``'package.module:attr'`` -> the attribute, with errors that say which part is wrong."""
-    module_name, _, attr = path.partition(":")
-    if not module_name or not attr:
-        raise UsageError(f"import path '{path}' must look like package.module:attr")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as error:
-        raise UsageError(f"cannot import module '{module_name}' for {kind} '{path}': {error}") from None
-    except Exception as error:
-        raise UsageError(f"importing '{module_name}' for {kind} '{path}' failed: {error!r}") from None
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            public = [a for a in dir(module) if not a.startswith("_")]
-            raise unknown_name(f"attribute of {module_name}", attr, public)
-        obj = getattr(obj, part)
-    return obj
+    return REGISTRY.add(entry.name, entry)
 
 
 def get(name: str) -> OptimizerEntry:
-    """The entry for a registered name, an entry-point name, or an import path."""
-    _load_builtins()
-    if name in _REGISTRY:
-        return _REGISTRY[name]
-    if ":" in name:
-        return add(as_entry(load_import_path(name), name))
-    entry_point = _entry_point_names().get(name)
-    if entry_point is not None:
-        try:
-            obj = entry_point.load()
-        except Exception as error:
-            raise UsageError(f"entry point '{name}' ({entry_point.value}) failed to load: {error!r}") from None
-        return add(as_entry(obj, name))
-    raise unknown_name("optimizer", name, available())
+    """The entry for a registered name, an import path ``pkg.module:attr`` or an entry-point name."""
+    return REGISTRY.get(name)
 
 
 def available() -> list[str]:
     """Every name usable right now: built-ins, decorated, entry points."""
-    _load_builtins()
-    return sorted(set(_REGISTRY) | set(_entry_point_names()))
+    return REGISTRY.available()
 
 
 def resolve(spec: str) -> tuple[OptimizerEntry, dict[str, Any]]:

@@ -53,9 +53,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from optimizers.params import ParamInfo
-from optimizers.registry import OptimizerEntry, add
-from optimizers.validation import require_positive
+from gsibench.core.params import ParamInfo
+from gsibench.optimizers.registry import OptimizerEntry, add
+from gsibench.optimizers.validation import require_positive
 
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 EPS = 1e-7

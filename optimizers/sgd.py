@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from optimizers.params import ParamInfo, tensors
-from optimizers.registry import OptimizerEntry, add
-from optimizers.validation import require_nonnegative, require_range
+from gsibench.core.params import ParamInfo, tensors
+from gsibench.optimizers.registry import OptimizerEntry, add
+from gsibench.optimizers.validation import require_nonnegative, require_range
 
 
 class SignSGD(torch.optim.Optimizer):

@@ -5,7 +5,7 @@ Installed with the package (entry point ``pytest11: gsibench``), so in any proje
     def test_my_optimizer(gsibench_check):
         gsibench_check("mypkg.opt:MyAdam", baseline="tests/adam-baseline.json")
 
-reruns the baseline's quick battery for the optimizer (:func:`suite.check.run_check`) and fails the
+reruns the baseline's quick battery for the optimizer (:func:`gsibench.regression.check.run_check`) and fails the
 test with the diff table when a metric or trajectory moved beyond tolerance. Record the baseline once
 with ``gsibench baseline --optimizer adam --out tests/adam-baseline.json``.
 
@@ -44,8 +44,8 @@ def gsibench_check(request: pytest.FixtureRequest) -> Callable[..., object]:
 
     def check(optimizer: str, baseline: str | Path | dict, tolerance: Tolerance = None,
               only_worse: bool = False, imports: Sequence[str] = ()):
-        from suite.check import run_check
-        from suite.errors import UsageError
+        from gsibench.core.errors import UsageError
+        from gsibench.regression.check import run_check
 
         if isinstance(baseline, (str, Path)):
             path = Path(baseline)

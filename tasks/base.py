@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from optimizers.params import ParamInfo
-from suite.errors import UsageError
+from gsibench.core.errors import UsageError
+from gsibench.core.params import ParamInfo
 
 
 @dataclass(frozen=True)
@@ -29,17 +29,31 @@ class Score:
 
 
 class Problem(ABC):
-    """A built task: parameters, per-step loss, validation."""
+    """A built task: parameters, per-step loss, validation — every hook the runner calls.
+
+    The runner calls, per step, ``loss(k)`` then (after ``optimizer.step()``) ``after_step()``, and at
+    the end ``evaluate()``; it logs ``info`` with the run. Only :meth:`loss` must be written.
+    """
 
     params: list[ParamInfo]
+    info: dict[str, str] = {}
+    """Facts about this build worth logging (data file hashes, derived constants): MLflow params ``info.*``."""
 
     @abstractmethod
     def loss(self, step: int) -> torch.Tensor:
         """Training loss (a scalar) on the data of ``step``; a function of (seed, step) only."""
 
+    def after_step(self) -> None:  # noqa: B027 (a hook: doing nothing is the default)
+        """Called right after every ``optimizer.step()`` (a projection onto a feasible set, say)."""
+
     def evaluate(self) -> float | None:
         """The primary validation score at the current parameters (``None`` if the task has none)."""
         return None
+
+    @property
+    def has_after_step(self) -> bool:
+        """Whether :meth:`after_step` is overridden (the runner skips the call otherwise)."""
+        return type(self).after_step is not Problem.after_step
 
 
 class Task(ABC):

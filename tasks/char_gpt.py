@@ -32,10 +32,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimizers.params import ParamInfo, infer_roles
-from suite.errors import UsageError
-from tasks.base import Problem, Score, Task, step_generator
-from tasks.registry import register
+from gsibench.core.errors import UsageError
+from gsibench.core.params import ParamInfo, infer_roles
+from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.registry import register
 
 EVAL_WINDOWS = 128
 """Validation windows scored by ``evaluate()`` for char-gpt."""
@@ -218,12 +218,12 @@ def _encode(path: str | None, mtime_ns: int, size: int) -> tuple[torch.Tensor, i
 
 def build_gpt(seed: int, vocab_size: int, block_size: int, n_layer: int, n_head: int, n_embd: int,
               init: str) -> GPT:
-    """A seeded GPT, re-initialized by :func:`tasks.init.initialize` unless ``init`` is the default."""
+    """A seeded GPT, re-initialized by :func:`gsibench.tasks.init.initialize` unless ``init`` is the default."""
     config = GPTConfig(vocab_size, block_size, n_layer, n_head, n_embd)
     torch.manual_seed(seed)
     model = GPT(config)
     if init != "default":
-        from tasks.init import initialize
+        from gsibench.tasks.init import initialize
 
         initialize(model, init)
     return model

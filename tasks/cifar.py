@@ -27,10 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimizers.params import infer_roles
-from suite.errors import UsageError, unknown_name
-from tasks.base import EpochSampler, Problem, Score, Task, step_generator
-from tasks.registry import register
+from gsibench.core.errors import UsageError, unknown_name
+from gsibench.core.params import infer_roles
+from gsibench.tasks.base import EpochSampler, Problem, Score, Task, step_generator
+from gsibench.tasks.registry import register
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
 CLASSES = {"cifar10": 10, "cifar100": 100}
@@ -200,7 +200,7 @@ class CifarResNet18(Task):
         torch.manual_seed(seed)
         model = resnet18_cifar(CLASSES[dataset])
         if init != "default":
-            from tasks.init import initialize
+            from gsibench.tasks.init import initialize
 
             initialize(model, init)
         info = {"data_dir": str(root), "dataset": dataset, "val_examples": str(val_examples)}

@@ -1,6 +1,6 @@
 """A small CNN on scikit-learn's digits seen as 1×8×8 images.
 
-The same data, fixed split and mini-batch order as ``digits-mlp`` (:mod:`tasks.digits_mlp`), but the
+The same data, fixed split and mini-batch order as ``digits-mlp`` (:mod:`gsibench.tasks.digits_mlp`), but the
 hidden weights are convolution filters, so matrix optimizers (Muon, Scion) meet 4-D tensors that they
 must flatten to (out, in·k·k). Architecture: conv 1→w 3×3, ReLU, conv w→2w 3×3, ReLU, 2×2 max-pool,
 linear 2w·4·4→10. Score: validation accuracy.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from tasks.base import Problem, Score, Task
-from tasks.digits_mlp import ClassificationProblem, digits_split
-from tasks.registry import register
+from gsibench.tasks.base import Problem, Score, Task
+from gsibench.tasks.digits_mlp import ClassificationProblem, digits_split
+from gsibench.tasks.registry import register
 
 
 def digits_cnn(width: int) -> nn.Sequential:
@@ -44,7 +44,7 @@ class DigitsCNN(Task):
         torch.manual_seed(seed)
         model = digits_cnn(width)
         if init != "default":
-            from tasks.init import initialize
+            from gsibench.tasks.init import initialize
 
             initialize(model, init)
         return ClassificationProblem(model, digits_split(), batch_size, seed, device)

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimizers.params import infer_roles
-from tasks.base import EpochSampler, Problem, Score, Task
-from tasks.registry import register
+from gsibench.core.params import infer_roles
+from gsibench.tasks.base import EpochSampler, Problem, Score, Task
+from gsibench.tasks.registry import register
 
 
 @lru_cache(maxsize=1)
@@ -72,7 +72,7 @@ class DigitsMLP(Task):
         torch.manual_seed(seed)
         model = mlp([64] + [width] * depth + [10])
         if init != "default":
-            from tasks.init import initialize
+            from gsibench.tasks.init import initialize
 
             initialize(model, init)
         return ClassificationProblem(model, digits_split(), batch_size, seed, device)

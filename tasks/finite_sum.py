@@ -41,10 +41,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from optimizers.params import ParamInfo
-from suite.errors import UsageError, unknown_name
-from tasks.base import EpochSampler, Problem, Score, Task, step_generator
-from tasks.registry import register
+from gsibench.core.errors import UsageError, unknown_name
+from gsibench.core.params import ParamInfo
+from gsibench.tasks.base import EpochSampler, Problem, Score, Task, step_generator
+from gsibench.tasks.registry import register
 
 SAMPLINGS = ("shuffle", "replacement")
 START = 0.0

@@ -20,7 +20,7 @@ import math
 import torch
 from torch import nn
 
-from suite.errors import unknown_name
+from gsibench.core.errors import unknown_name
 
 INITS = ("default", "sinusoidal")
 _SINUSOIDAL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)

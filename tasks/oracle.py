@@ -16,9 +16,9 @@ import math
 import torch
 from torch import nn
 
-from optimizers.params import ParamInfo
-from tasks.base import Problem, Task
-from tasks.registry import register
+from gsibench.core.params import ParamInfo
+from gsibench.tasks.base import Problem, Task
+from gsibench.tasks.registry import register
 
 
 def oracle_direction(step: int) -> list[float]:

@@ -15,9 +15,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optimizers.params import ParamInfo
-from tasks.base import Problem, Score, Task, step_generator
-from tasks.registry import register
+from gsibench.core.params import ParamInfo
+from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.registry import register
 
 
 class QuadraticProblem(Problem):

@@ -11,10 +11,10 @@ One scalar x ∈ [−1, 1] (role ``vector``), starting at x = 0, and a linear lo
   β1 = 0, β2 = 1/(1 + C²) at any C > 2 (their Theorem 1; 0.1 at the default C = 3).
 
 Adam with a small β2 normalizes away the rare large gradient and follows the frequent small ones to
-x = +1. The feasible set is enforced by projection after every optimizer step: the problem has an
-``after_step()`` method, and the runner calls ``problem.after_step()`` right after
-``optimizer.step()`` whenever a problem defines one. (Reddi et al. project in the √v̂-weighted norm;
-in one dimension every such projection is the same clamp to [−1, 1].)
+x = +1. The feasible set is enforced by projection after every optimizer step: the problem overrides
+:meth:`~gsibench.tasks.base.Problem.after_step`, which the runner calls right after
+``optimizer.step()``. (Reddi et al. project in the √v̂-weighted norm; in one dimension every such
+projection is the same clamp to [−1, 1].)
 
 Score: ``distance_to_optimum`` = x_T − x* = x_T + 1 ∈ [0, 2], lower is better. For linear losses it
 is the online regret rate: the expected regret per step at x is 0.2·(x + 1) (stochastic) and
@@ -26,10 +26,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from optimizers.params import ParamInfo
-from suite.errors import UsageError, unknown_name
-from tasks.base import Problem, Score, Task, step_generator
-from tasks.registry import register
+from gsibench.core.errors import UsageError, unknown_name
+from gsibench.core.params import ParamInfo
+from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.registry import register
 
 KINDS = ("stochastic", "cyclic")
 RARE_SLOPE, COMMON_SLOPE, RARE_PROBABILITY = 1010.0, -10.0, 0.01

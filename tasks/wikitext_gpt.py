@@ -1,6 +1,6 @@
 """NanoGPT on WikiText-2, the language-model setting of arXiv 2601.21739 (byte-level, local files).
 
-The model is :class:`tasks.char_gpt.GPT`; the text is WikiText-2 (Merity et al., 2016) read from
+The model is :class:`gsibench.tasks.char_gpt.GPT`; the text is WikiText-2 (Merity et al., 2016) read from
 ``wiki.train.raw`` and ``wiki.valid.raw`` (or the tokenized ``wiki.train.tokens`` /
 ``wiki.valid.tokens``) in ``<data_dir>/wikitext-2-raw``, ``<data_dir>/wikitext-2`` or ``<data_dir>``
 itself, where ``data_dir`` is the task option or else the ``GSIBENCH_DATA`` environment variable.
@@ -25,10 +25,10 @@ from typing import Any
 
 import torch
 
-from suite.errors import UsageError
-from tasks.base import Problem, Score, Task
-from tasks.char_gpt import LanguageModelProblem, build_gpt
-from tasks.registry import register
+from gsibench.core.errors import UsageError
+from gsibench.tasks.base import Problem, Score, Task
+from gsibench.tasks.char_gpt import LanguageModelProblem, build_gpt
+from gsibench.tasks.registry import register
 
 EVAL_WINDOWS = 512
 """Validation windows scored by ``evaluate()`` (512 × 256 bytes ≈ 11% of the validation file)."""

@@ -1,7 +1,7 @@
 """Reading a battery back from MLflow — the leaderboard's only source.
 
 Everything here goes through ``mlflow.search_runs`` (pandas) and ``MlflowClient.get_metric_history``;
-nothing imports the runner. Column names are the tracking schema of :mod:`suite.tracking` with the
+nothing imports the runner. Column names are the tracking schema of :mod:`gsibench.tracking.store` with the
 ``params.``/``metrics.``/``tags.`` prefixes dropped.
 
 When an experiment holds several runs of the same (optimizer, task, perturbation, seed) — a battery
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from suite.errors import UsageError
+from gsibench.core.errors import UsageError
 
 GROUP = ["optimizer", "task", "perturbation"]
 NUMERIC_PARAMS = ("seed", "steps", "opt.lr", "opt.beta1", "opt.beta2", "opt.beta")
@@ -94,18 +94,19 @@ def experiment_names(uri: str) -> list[str]:
 
 
 def task_scores(frame: pd.DataFrame) -> dict[str, ScoreInfo | None]:
-    """Each task's primary score from the task registry (metadata only; unknown tasks: higher is better)."""
-    from tasks import registry
-
+    """Each task's primary score, from the params every run logs (``score_name``,
+    ``score_higher_is_better``); a task whose runs logged none has no score."""
     scores: dict[str, ScoreInfo | None] = {}
-    for task, name in frame[["task", "task_name"]].drop_duplicates().itertuples(index=False):
-        try:
-            score = registry.get(name).score
-        except Exception:
-            has_values = frame.loc[frame["task"] == task, "val_score"].notna().any() if "val_score" in frame else False
-            scores[task] = ScoreInfo("val_score", True) if has_values else None
+    for task, rows in frame.groupby("task", sort=False):
+        names = rows["score_name"].dropna().unique() if "score_name" in rows else []
+        if len(names) == 0:
+            scores[task] = None
             continue
-        scores[task] = None if score is None else ScoreInfo(score.name, score.higher_is_better)
+        direction = rows["score_higher_is_better"].dropna().astype(str).str.lower().unique()
+        if len(names) > 1 or len(direction) != 1:
+            raise UsageError(f"runs of task '{task}' disagree on its score ({list(names)}, higher is better: "
+                             f"{list(direction)}); was the task changed between runs?")
+        scores[task] = ScoreInfo(str(names[0]), direction[0] == "true")
     return scores
 
 
@@ -118,7 +119,7 @@ def latest_per_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
 
 def load(uri: str, experiment: str, grid_experiments: list[str] | None = None) -> BatteryRuns:
     """The battery ``experiment``, its tuning sweep (``<experiment>-tuning``) and β-grid runs."""
-    from suite.tuning import tuning_experiment
+    from gsibench.execution.tuning import tuning_experiment
 
     names = experiment_names(uri)
     if experiment not in names:

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from suite.leaderboard.data import BatteryRuns
-from suite.leaderboard.markdown import HOW_TO_READ, arrow, overall_cells
-from suite.leaderboard.tables import fmt, fmt_rank
+from gsibench.leaderboard.data import BatteryRuns
+from gsibench.leaderboard.markdown import HOW_TO_READ, arrow, overall_cells
+from gsibench.leaderboard.tables import fmt, fmt_rank
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1250px;

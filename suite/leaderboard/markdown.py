@@ -6,8 +6,8 @@ import math
 
 import pandas as pd
 
-from suite.leaderboard.data import BatteryRuns
-from suite.leaderboard.tables import fmt, fmt_rank
+from gsibench.leaderboard.data import BatteryRuns
+from gsibench.leaderboard.tables import fmt, fmt_rank
 
 HOW_TO_READ = (
     "Every number is the mean over seeds ± the half-width of its 95% Student-t interval. Each optimizer "

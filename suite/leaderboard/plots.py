@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from suite.leaderboard.data import BatteryRuns, metric_history
-from suite.leaderboard.stats import mean_ci
-from suite.leaderboard.tables import ranking_values
+from gsibench.leaderboard.data import BatteryRuns, metric_history
+from gsibench.leaderboard.stats import mean_ci
+from gsibench.leaderboard.tables import ranking_values
 
 SENSITIVITY_FLOOR = 1e-4
 """Bars and profile costs below this are drawn at it (a log axis cannot show 0)."""
@@ -236,10 +236,11 @@ def performance_profile(data: BatteryRuns, cells: pd.DataFrame, optimizers: list
 
 def omega_grid(frame: pd.DataFrame, task: str, path: Path) -> Path | None:
     """Heat-map of mean ω1 over (β1, β2) on ``task`` with the paper's diagonal test in the title — the
-    table, the test and the picture of ``gsibench grid`` (:mod:`suite.grid`, :func:`suite.plots.omega_heatmap`)
+    table, the test and the picture of ``gsibench grid`` (:mod:`gsibench.reproductions.grid`,
+    :func:`gsibench.reproductions.plots.omega_heatmap`)
     applied to the grid runs found in MLflow."""
-    from suite.grid import diagonal_test, grid_table
-    from suite.plots import omega_heatmap
+    from gsibench.reproductions.grid import diagonal_test, grid_table
+    from gsibench.reproductions.plots import omega_heatmap
 
     mine = frame[frame["task"] == task]
     table = grid_table(mine)

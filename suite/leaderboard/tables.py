@@ -3,8 +3,8 @@
 **Rank metric.** On a perturbed row the rank is decided by the update sensitivity (lower is better:
 the scale-robustness question); on a clean row by the task's validation score in its own direction;
 a clean row of a task without a score (the oracle) is not ranked. A diverged run counts as the
-worst value of its (task, perturbation) (:func:`~suite.leaderboard.stats.worst_substituted`).
-Ranks come from :func:`~suite.leaderboard.stats.significance_ranks` (paired t-test over seeds,
+worst value of its (task, perturbation) (:func:`~gsibench.leaderboard.stats.worst_substituted`).
+Ranks come from :func:`~gsibench.leaderboard.stats.significance_ranks` (paired t-test over seeds,
 Benjamini–Hochberg).
 
 **Scale-robustness score** of an optimizer: ``exp(−S)``, where S is the mean update sensitivity over
@@ -22,14 +22,14 @@ from collections import defaultdict
 import numpy as np
 import pandas as pd
 
-from suite.leaderboard.data import GROUP, BatteryRuns
-from suite.leaderboard.stats import mean_ci, significance_ranks, worst_substituted
+from gsibench.leaderboard.data import GROUP, BatteryRuns
+from gsibench.leaderboard.stats import mean_ci, significance_ranks, worst_substituted
+from gsibench.measure.schema import PER_CELL
 
-METRICS = ("omega1", "omega2", "sensitivity", "divergence", "val_score", "val_drop", "final_loss")
-CSV_COLUMNS = ["optimizer", "task", "perturbation", "seeds", "lr", "omega1", "omega1_ci", "omega2", "omega2_ci",
-               "sensitivity", "sensitivity_ci", "divergence", "divergence_ci", "val_score", "val_score_ci",
-               "val_drop", "val_drop_ci", "final_loss", "final_loss_ci", "diverged_frac", "failed", "rank",
-               "rank_metric", "score_name"]
+METRICS = PER_CELL
+CSV_COLUMNS = ["optimizer", "task", "perturbation", "seeds", "lr",
+               *(column for metric in METRICS for column in (metric, f"{metric}_ci")),
+               "diverged_frac", "failed", "rank", "rank_metric", "score_name"]
 
 
 def rank_metric(data: BatteryRuns, task: str, perturbation: str) -> tuple[str, bool] | None:

@@ -1,0 +1,54 @@
+"""``gsibench leaderboard``: the leaderboard of one experiment, from MLflow only."""
+
+from __future__ import annotations
+
+import argparse
+
+from gsibench.cli.options import add_tracking_options
+from gsibench.leaderboard import DEFAULT_EXPERIMENT
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "leaderboard", help="write the leaderboard (Markdown, CSV, HTML, plots) from MLflow",
+        description="Read a battery's runs from MLflow (never re-running anything) and write README.md, "
+                    "leaderboard.csv, index.html and plots/ to --out.")
+    add_tracking_options(parser, experiment=DEFAULT_EXPERIMENT)
+    parser.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard/)")
+    parser.add_argument("--grid-experiment", action="append", metavar="NAME",
+                        help="experiment with β-grid runs for the ω heat-map (repeatable; default: the "
+                             "battery's own and every experiment whose name starts with 'grid')")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from gsibench.cli.tables import report_console
+    from gsibench.leaderboard.build import build
+
+    console = report_console()
+    written = build(args.tracking_uri, args.experiment, Path(args.out), args.grid_experiment)
+    print_overall(written.data, written.overall, console)
+    console.print(f"wrote {written.out}/README.md, leaderboard.csv ({len(written.cells)} rows), index.html and "
+                  f"{len(written.figures)} plots in {written.seconds:.1f} s")
+    return 0
+
+
+def print_overall(data, overall, console) -> None:
+    import math
+
+    from rich.table import Table
+
+    from gsibench.leaderboard.tables import fmt, fmt_rank
+
+    scored = [task for task, score in data.scores.items() if score is not None]
+    table = Table(title=f"gsibench leaderboard — experiment '{data.experiment}'")
+    for column in ["optimizer", "mean rank", "robustness", "diverged"] + [f"{t} (clean)" for t in scored]:
+        table.add_column(column, overflow="fold")
+    for row in overall.to_dict("records"):
+        table.add_row(row["optimizer"], fmt_rank(row["mean_rank"]),
+                      "—" if not math.isfinite(row["robustness"]) else f"{row['robustness']:.3f}",
+                      f"{100 * row['diverged_frac']:.0f}%",
+                      *(fmt(row[f"val:{t}"], row[f"val_ci:{t}"]) for t in scored))
+    console.print(table)

@@ -1,0 +1,160 @@
+"""The battery driver: plan → skip what is done → execute → compare with twins → log.
+
+Data flows one way: cells go to the executor, results come back here, each perturbed result meets
+its clean twin (from this run, or loaded from MLflow if the twin finished earlier), and the driver
+writes one MLflow run per cell.
+
+Faults: runs a killed driver left ``RUNNING`` are marked ``KILLED`` and their cells redone; if the
+tracking store fails mid-battery, the driver stops writing to it and keeps every further result in
+the :mod:`~gsibench.execution.spool` (the battery still finishes), and the next run writes the spool first. A
+cell counts as done only when a ``FINISHED`` run carries its key, so nothing is lost or doubled.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from gsibench.battery.cells import Cell
+from gsibench.battery.spec import Battery
+from gsibench.core.errors import UsageError
+from gsibench.core.progress import SILENT, Progress
+from gsibench.execution.executors import Executor
+from gsibench.execution.spool import Spool
+from gsibench.measure.result import CellResult
+from gsibench.measure.twins import compare
+from gsibench.tracking.store import Tracker
+
+
+@dataclass
+class BatteryOutcome:
+    cells: list[Cell]
+    skipped_tasks: list[tuple[str, str]]
+    already_done: int = 0
+    interrupted_marked: int = 0
+    ran: int = 0
+    failed: list[Cell] = field(default_factory=list)
+    diverged: int = 0
+    run_ids: dict[str, str] = field(default_factory=dict)
+    flushed: int = 0
+    """Results spooled by an earlier run and written to the store at the start of this one."""
+    spooled: int = 0
+    """Results of this run kept in the spool because the store failed (``store_error``)."""
+    store_error: str | None = None
+    spool_root: str | None = None
+
+
+def flush_spool(spool: Spool, tracker: Tracker) -> int:
+    """Write the results an earlier run could not; returns how many were written."""
+    entries = spool.pending(tracker.experiment_name)
+    if not entries:
+        return 0
+    done = tracker.finished()
+    spooled = {entry.result.cell.key: entry.result for entry in entries}
+    written = 0
+    for entry in entries:  # clean twins first
+        result, cell = entry.result, entry.result.cell
+        if cell.key not in done:
+            twin_run = None if cell.is_clean else done.get(cell.twin.key)
+            comparison = entry.comparison
+            if comparison is None and not cell.is_clean and result.status == "finished":
+                twin = spooled.get(cell.twin.key)
+                if twin is None and twin_run is not None:
+                    twin = tracker.load_trace(twin_run, cell.twin)
+                if twin is not None and twin.status == "finished":
+                    comparison = compare(result, twin)
+            run_id = tracker.log(result, comparison, twin_run)
+            if result.status == "finished":
+                done[cell.key] = run_id
+            written += 1
+        spool.remove(entry)
+    return written
+
+
+def outcome_word(result: CellResult) -> str:
+    return "failed" if result.status == "failed" else "diverged" if result.diverged else "ok"
+
+
+def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress: Progress = SILENT,
+                label: str = "cells", on_result: Callable[[CellResult], None] | None = None,
+                spool: Spool | None = None) -> BatteryOutcome:
+    """Run every cell of ``battery`` not yet FINISHED in ``tracker``'s experiment, reporting to
+    ``progress`` as stage ``label``; ``on_result`` sees every result of this run (after it is logged)."""
+    cells, skipped = battery.plan()
+    outcome = BatteryOutcome(cells, skipped)
+    spool = spool or Spool()
+    outcome.spool_root = str(spool.root)
+    outcome.interrupted_marked = tracker.mark_interrupted()
+    try:
+        outcome.flushed = flush_spool(spool, tracker)
+    except Exception as error:
+        raise UsageError(f"results kept in {spool.root} from an earlier run could not be written to "
+                         f"'{tracker.uri}': {error}") from None
+    done = tracker.finished()
+    outcome.run_ids = {cell.key: done[cell.key] for cell in cells if cell.key in done}
+    outcome.already_done = len(outcome.run_ids)
+    todo = [cell for cell in cells if cell.key not in done]
+    todo_keys = {cell.key for cell in todo}
+    if outcome.already_done:
+        progress.note(f"{label}: {outcome.already_done} of {len(cells)} already finished in MLflow "
+                      f"(experiment '{tracker.experiment_name}'), not run again")
+    progress.begin(label, len(todo))
+
+    twins: dict[str, CellResult] = {}
+    waiting: dict[str, list[CellResult]] = defaultdict(list)
+
+    def twin_of(cell: Cell) -> CellResult | None:
+        key = cell.twin.key
+        if key not in twins and key in outcome.run_ids and outcome.store_error is None:
+            try:
+                twins[key] = tracker.load_trace(outcome.run_ids[key], cell.twin)
+            except Exception:  # the store is failing: the spool flush compares later
+                return None
+        return twins.get(key)
+
+    def log(result: CellResult, twin: CellResult | None) -> None:
+        comparison = None
+        if twin is not None and twin.status == "finished" and result.status == "finished":
+            comparison = compare(result, twin)
+        twin_run = outcome.run_ids.get(result.cell.twin.key) if not result.cell.is_clean else None
+        if outcome.store_error is None:
+            try:
+                outcome.run_ids[result.cell.key] = tracker.log(result, comparison, twin_run)
+            except Exception as error:  # the store went away: keep this and every later result locally
+                outcome.store_error = f"{type(error).__name__}: {error}"
+        if outcome.store_error is not None:
+            spool.save(tracker.experiment_name, tracker.uri, result, comparison)
+            outcome.spooled += 1
+        outcome.ran += 1
+        outcome.diverged += result.diverged
+        if result.status == "failed":
+            outcome.failed.append(result.cell)
+        progress.advance(f"{result.cell.label()} → {outcome_word(result)}")
+        if on_result:
+            on_result(result)
+
+    results = executor.run(todo)
+    try:
+        for result in results:
+            cell = result.cell
+            if cell.is_clean:
+                twins[cell.key] = result
+                log(result, None)
+                for pending in waiting.pop(cell.key, []):
+                    log(pending, result)
+                continue
+            twin = twin_of(cell)
+            if twin is None and cell.twin.key in todo_keys:
+                waiting[cell.twin.key].append(result)
+            else:
+                log(result, twin)
+        for pending_results in waiting.values():  # twins that never came back: log without comparison
+            for pending in pending_results:
+                log(pending, None)
+    finally:  # Ctrl-C or an error here: stop the executor's workers now, not when garbage is collected
+        close = getattr(results, "close", None)
+        if close is not None:
+            close()
+        progress.end()
+    return outcome

@@ -1,0 +1,317 @@
+"""Executors run cells and hand results back to the driver, which alone writes to MLflow.
+
+An executor is anything with ``run(cells) -> Iterator[CellResult]`` yielding results as cells
+complete (in any order); cells are started in the order given, so clean twins (first in a
+battery's plan) start before the perturbed runs that need them.
+
+* ``local``: this machine. One job runs cells one after another in this process (the most
+  debuggable); ``jobs > 1`` is the process pool.
+* ``pool``: a process pool of ``jobs`` workers (default: every core), even for one job. Each worker
+  sets ``torch.set_num_threads(cores // jobs)`` so that workers do not oversubscribe the cores
+  (OpenMP spin-waits under oversubscription cost more than the work).
+* ``ray``: each cell a Ray task (``--executor ray --address auto``), for more than one machine.
+
+**Why not concurrent.futures.** A ``ProcessPoolExecutor`` whose worker dies (a plugin calling
+``os._exit``, a segfault, the OOM killer) raises ``BrokenProcessPool`` for every pending cell. Here
+each worker is a ``multiprocessing`` process with its own pipe; the driver waits on the pipes and
+the process sentinels together (``multiprocessing.connection.wait``), so it always knows which cell
+a dead worker was running: that cell is reported failed, a fresh worker takes its place, and the
+battery goes on. Workers come from a ``forkserver`` that has imported torch and the registries once
+(starting a worker costs milliseconds, and no worker is forked from a process whose OpenMP or CUDA
+state is live); ``spawn`` where there is no forkserver. A worker ignores SIGINT (Ctrl-C stops the
+driver, which stops the workers) and exits on its own when the driver dies, even by SIGKILL.
+
+Plugins reach workers by name: an import path (``mypkg.opt:MyAdam``) or a module in the battery's
+``imports`` (for ``@register`` decorators); a workers' ``sys.path`` and working directory are the
+driver's.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from multiprocessing.connection import Connection, wait
+from typing import Any, Protocol
+
+from gsibench.battery.cells import Cell
+from gsibench.core.errors import UsageError, unknown_name
+from gsibench.execution.runner import run_cell
+from gsibench.measure.result import CellResult
+
+PRELOAD = ("gsibench.execution.runner", "gsibench.optimizers.builtins", "gsibench.tasks.builtins", "torch._dynamo",
+           "sklearn.datasets", "sklearn.model_selection")
+"""Modules the forkserver imports once, so that workers start warm (``torch.optim.Optimizer`` imports
+``torch._dynamo`` on first use, 3 s; the digits tasks load their data with scikit-learn). As with any
+``multiprocessing`` start method but fork, a worker also imports the driver's main script (as
+``__mp_main__``): a script driving a pool keeps heavy imports (MLflow) out of its top level."""
+
+
+class Executor(Protocol):
+    def run(self, cells: list[Cell]) -> Iterator[CellResult]: ...
+
+
+def available_cores() -> int:
+    """Cores this process may use (its CPU affinity), which is what ``--jobs`` defaults to."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """In-process, sequential: the simplest and the most debuggable."""
+
+    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
+        for cell in cells:
+            yield run_cell(cell)
+
+
+# ---- the process pool ---------------------------------------------------------------------------
+def _exit_with_parent() -> None:
+    """Block until the driver process is gone, then end this worker at once."""
+    parent = multiprocessing.parent_process()
+    if parent is not None:
+        wait([parent.sentinel])
+        os._exit(1)
+
+
+def _worker(conn: Connection, threads: int) -> None:
+    """A pool worker: receive a cell, send back its result, until told to stop (``None``)."""
+    import torch
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(threads)
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    while True:
+        try:
+            cell = conn.recv()
+        except (EOFError, OSError):
+            return
+        if cell is None:
+            return
+        result = run_cell(cell)
+        try:
+            conn.send(result)
+        except (EOFError, OSError):
+            return
+        except Exception as error:  # a result that does not pickle (say, a plugin's object in info)
+            conn.send(CellResult(cell, "failed", wall_seconds=result.wall_seconds,
+                                 error=f"the cell's result could not be sent to the driver: {error!r}"))
+
+
+@dataclass
+class _Slot:
+    """One worker process, its end of the pipe, and the cell it is running (if any)."""
+
+    process: Any
+    conn: Connection
+    cell: Cell | None = None
+    started: float = 0.0
+
+
+class PoolExecutor:
+    """Cells in ``jobs`` worker processes; a worker that dies fails only its own cell."""
+
+    def __init__(self, jobs: int | None = None, start_method: str | None = None, threads: int | None = None):
+        self.jobs = jobs or available_cores()
+        if self.jobs < 1:
+            raise UsageError(f"jobs must be at least 1, got {self.jobs}")
+        methods = multiprocessing.get_all_start_methods()
+        self.start_method = start_method or ("forkserver" if "forkserver" in methods else "spawn")
+        if self.start_method not in ("forkserver", "spawn"):
+            raise UsageError(f"start method must be forkserver or spawn (fork after torch is unsafe), "
+                             f"got {self.start_method!r}")
+        self.threads = threads or max(1, available_cores() // self.jobs)
+
+    def _start(self, context) -> _Slot:
+        ours, theirs = context.Pipe()
+        process = context.Process(target=_worker, args=(theirs, self.threads), daemon=True,
+                                  name="gsibench-worker")
+        process.start()
+        theirs.close()
+        return _Slot(process, ours)
+
+    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
+        if not cells:
+            return
+        context = multiprocessing.get_context(self.start_method)
+        if self.start_method == "forkserver":
+            context.set_forkserver_preload(list(PRELOAD))
+        queue = deque(cells)
+        slots = [self._start(context) for _ in range(min(self.jobs, len(cells)))]
+        try:
+            for index in range(len(slots)):
+                self._feed(slots, index, queue, context)
+            while any(slot.cell is not None for slot in slots):
+                busy = [slot for slot in slots if slot.cell is not None]
+                ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy]))
+                for index, slot in enumerate(slots):
+                    if slot.cell is None or not ({slot.conn, slot.process.sentinel} & ready):
+                        continue
+                    result = self._receive(slot)
+                    if result is None:  # the worker died while running the cell
+                        result = self._death(slot)
+                    slot.cell = None
+                    self._feed(slots, index, queue, context)
+                    yield result
+        finally:
+            self._stop(slots)
+
+    def _feed(self, slots: list[_Slot], index: int, queue: deque, context) -> None:
+        """Send the next queued cell to slot ``index``, first replacing its worker if that one is gone."""
+        for _ in range(3):
+            if not queue:
+                return
+            slot = slots[index]
+            if slot.process.exitcode is not None:
+                slot.conn.close()
+                slot = slots[index] = self._start(context)
+            try:
+                slot.conn.send(queue[0])
+            except OSError:  # died between two cells: replace it and try again
+                slot.process.kill()
+                slot.process.join()
+                continue
+            slot.cell, slot.started = queue.popleft(), time.perf_counter()
+            return
+        raise RuntimeError("gsibench worker processes die as soon as they start; see the messages above")
+
+    @staticmethod
+    def _receive(slot: _Slot) -> CellResult | None:
+        try:
+            if slot.conn.poll():
+                return slot.conn.recv()
+        except (EOFError, OSError):
+            pass
+        return None
+
+    @staticmethod
+    def _death(slot: _Slot) -> CellResult:
+        slot.process.join(timeout=5)
+        code = slot.process.exitcode
+        how = f"was killed by signal {-code}" if code is not None and code < 0 else f"exited with code {code}"
+        error = (f"the worker process running this cell {how} (the optimizer, the task or a plugin ended "
+                 f"the process, or it ran out of memory); the other cells were not affected")
+        return CellResult(slot.cell, "failed", wall_seconds=time.perf_counter() - slot.started, error=error,
+                          info={"worker_exitcode": str(code)})
+
+    @staticmethod
+    def _stop(slots: list[_Slot]) -> None:
+        """Idle workers are asked to stop; busy ones (Ctrl-C, an error in the driver) are terminated."""
+        for slot in slots:
+            if slot.cell is None and not slot.conn.closed:
+                try:
+                    slot.conn.send(None)
+                except OSError:
+                    slot.process.kill()
+            else:
+                slot.process.terminate()
+        for slot in slots:
+            slot.process.join(timeout=5)
+            if slot.process.exitcode is None:
+                slot.process.kill()
+                slot.process.join()
+            slot.conn.close()
+
+
+# ---- Ray ----------------------------------------------------------------------------------------
+def _import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("--executor ray needs Ray: pip install 'gsibench[ray]'") from None
+    return ray
+
+
+def _wants_gpu(cell: Cell) -> bool:
+    """Whether a Ray task for ``cell`` must ask for a GPU (Ray hides GPUs from gsibench.tasks that do not)."""
+    from gsibench.tasks import registry as task_registry
+
+    if cell.device.startswith("cuda"):
+        return True
+    task = task_registry.get(cell.task_name)
+    return cell.device == "auto" and (task.prefers_gpu or task.needs_gpu)
+
+
+def _ray_cell(cell: Cell, threads: int) -> CellResult:
+    """A Ray task: one cell, with torch limited to the task's CPUs."""
+    import torch
+
+    torch.set_num_threads(threads)
+    return run_cell(cell)
+
+
+class RayExecutor:
+    """Each cell a Ray task (1 CPU); results return to the driver, which alone logs to MLflow.
+
+    ``address``: ``auto`` (the cluster this machine belongs to, ``ray start --head``), ``ray://host:port``
+    or ``host:port``; ``None`` starts a local Ray with ``jobs`` CPUs (or joins the one already
+    initialised in this process). A worker that dies fails its cell (no retry: re-running the
+    battery redoes failed cells). A cell on ``cuda`` (or ``auto`` for a GPU task) asks for one GPU when
+    the cluster has any. Every node needs gsibench and the plugins the battery names installed.
+    """
+
+    def __init__(self, address: str | None = None, jobs: int | None = None):
+        self.ray = _import_ray()
+        self.started = False
+        if not self.ray.is_initialized():
+            options: dict[str, Any] = {"address": address, "log_to_driver": False, "include_dashboard": False,
+                                       "logging_level": logging.WARNING}
+            if address is None:
+                options["num_cpus"] = jobs or available_cores()
+            try:
+                self.ray.init(**options)
+            except ConnectionError as error:
+                raise UsageError(f"no Ray cluster at --address {address}: {str(error).rstrip('.')}. Start one with "
+                                 "`ray start --head`, or leave out --address for a local Ray") from None
+            self.started = True
+
+    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
+        ray = self.ray
+        task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
+        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
+        pending = {task.options(num_gpus=1 if has_gpus and _wants_gpu(cell) else 0).remote(cell, 1): cell
+                   for cell in cells}
+        try:
+            while pending:
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    cell = pending.pop(ref)
+                    try:
+                        result = ray.get(ref)
+                    except ray.exceptions.RayError as error:
+                        result = CellResult(cell, "failed", error=f"the Ray task running this cell failed: {error}")
+                    yield result
+        finally:
+            for ref in pending:
+                ray.cancel(ref, force=True)
+            if self.started:
+                ray.shutdown()
+                self.started = False
+
+
+# ---- choosing one -------------------------------------------------------------------------------
+def _local(jobs: int | None = None) -> Executor:
+    return PoolExecutor(jobs) if jobs is not None and jobs > 1 else LocalExecutor()
+
+
+EXECUTORS = {"local": _local, "pool": PoolExecutor, "ray": RayExecutor}
+
+
+def make_executor(name: str, **options: Any) -> Executor:
+    """``local`` (in-process, or the pool when ``jobs > 1``), ``pool`` or ``ray`` (takes ``address``)."""
+    if name not in EXECUTORS:
+        raise unknown_name("executor", name, EXECUTORS)
+    options = {k: v for k, v in options.items() if v is not None}
+    if "address" in options and name != "ray":
+        raise UsageError("--address is for --executor ray")
+    if "jobs" in options and not (isinstance(options["jobs"], int) and options["jobs"] >= 1):
+        raise UsageError(f"--jobs must be a positive integer, got {options['jobs']!r}")
+    return EXECUTORS[name](**options)

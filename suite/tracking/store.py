@@ -1,0 +1,224 @@
+"""MLflow tracking: one experiment per battery, one run per cell, the clean twin linked by tag.
+
+Only the driver writes (workers return results), so a SQLite store never sees two writers.
+A run is created, filled and terminated in one go; a run left ``RUNNING`` (the driver was killed
+while logging) is marked ``KILLED`` on the next start and its cell is redone — a cell is done when
+a ``FINISHED`` run carries its key, so results are neither lost nor duplicated.
+
+Names every consumer relies on — params: ``optimizer, task, perturbation, seed, steps`` (+ ``opt.*``
+hyperparameters, ``task.*`` options, ``score_name`` and ``score_higher_is_better``); metrics: the schema of
+:mod:`gsibench.measure.schema`; tag ``cell_key``. Full-resolution step series and the clean
+twin's final parameters are in the artifact ``trace.npz``; thinned series are MLflow metric histories.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sqlite3
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from contextlib import closing, suppress
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.entities import Metric, Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+import gsibench
+from gsibench.battery.cells import Cell
+from gsibench.battery.perturbations import parse as parse_perturbation
+from gsibench.core.errors import UsageError
+from gsibench.measure.result import CellResult
+
+SERIES_POINTS = 250
+"""Points per step series in MLflow's metric history (the artifact keeps every step)."""
+LOGGED_SERIES = ("loss", "update_norm", "scale")
+
+
+def default_uri() -> str:
+    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def check_reachable(uri: str, timeout: float = 10.0) -> None:
+    """Fail at once, with a clear message, when a tracking *server* does not answer.
+
+    MLflow's own client retries a refused connection with back-off for about four minutes before
+    it gives up; a battery should say so before any training starts. Any HTTP answer (even 401 or
+    404 from a proxy) counts as reachable: only a connection that cannot be made is an error.
+    """
+    if not uri.startswith(("http://", "https://")):
+        return
+    try:
+        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        raise UsageError(f"MLflow tracking server '{uri}' is unreachable ({reason}); start one with "
+                         "`gsibench server`, or check --tracking-uri / $MLFLOW_TRACKING_URI") from None
+
+
+def use_wal(uri: str) -> None:
+    """Put a SQLite store in write-ahead-log mode (persistent, crash-safe, one fsync per commit
+    instead of several, readers never block the writer): it halves the cost of logging a run.
+    Best effort: a store that cannot be switched now (locked, read-only) stays as it is."""
+    if not uri.startswith("sqlite:///"):
+        return
+    path = Path(uri.removeprefix("sqlite:///"))
+    if not path.parent.is_dir():
+        return
+    try:
+        with closing(sqlite3.connect(path, timeout=5)) as connection:
+            connection.execute("PRAGMA journal_mode=WAL")
+    except sqlite3.Error:
+        pass
+
+
+class Tracker:
+    """The battery's view of MLflow: what is done, and how a result is written."""
+
+    def __init__(self, uri: str | None = None, experiment: str = "gsibench"):
+        self.uri = uri or default_uri()
+        # MLflow prints two "View run" lines per run to stdout for a server, after one more request
+        os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+        check_reachable(self.uri)
+        use_wal(self.uri)
+        self.client = MlflowClient(tracking_uri=self.uri)
+        self.experiment_name = experiment
+        try:
+            found = self.client.get_experiment_by_name(experiment)
+            if found is None:
+                self.experiment_id = self.client.create_experiment(experiment, artifact_location=self._artifacts())
+            else:
+                self.experiment_id = found.experiment_id
+        except MlflowException as error:
+            raise UsageError(f"MLflow tracking store '{self.uri}' is not usable: {error.message}") from None
+        except Exception as error:  # connection refused, DNS, ...
+            raise UsageError(f"MLflow tracking store '{self.uri}' is unreachable: {error}") from None
+        self.versions = {"gsibench_version": gsibench.__version__, "torch_version": torch.__version__,
+                         "git_commit": git_commit()}
+
+    def _artifacts(self) -> str | None:
+        """Artifacts of a SQLite store go beside the database file; a server decides its own."""
+        if self.uri.startswith("sqlite:///"):
+            return (Path(self.uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
+        return None
+
+    # ---- reading ------------------------------------------------------------------------------
+    def runs(self, filter_string: str = "") -> list:
+        """Every run of the experiment matching ``filter_string`` (all pages)."""
+        runs, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string, max_results=1000, page_token=token)
+            runs.extend(page)
+            token = page.token
+            if not token:
+                return runs
+
+    def finished(self) -> dict[str, str]:
+        """cell key -> run id of its FINISHED run."""
+        return {run.data.tags["cell_key"]: run.info.run_id
+                for run in self.runs("attributes.status = 'FINISHED'") if "cell_key" in run.data.tags}
+
+    def mark_interrupted(self) -> int:
+        """Runs left RUNNING by a killed driver become KILLED (their cells are redone). Returns how many."""
+        stale = self.runs("attributes.status = 'RUNNING'")
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, "KILLED")
+        return len(stale)
+
+    def load_trace(self, run_id: str, cell: Cell) -> CellResult:
+        """The stored result of a finished run, enough to serve as a clean twin."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.client.download_artifacts(run_id, "trace.npz", tmp)
+            with np.load(path) as data:
+                arrays = {k: data[k] for k in data.files}
+        scalars = arrays.pop("scalars")
+        final = arrays.pop("final_params", None)
+        travel, val_score, diverged = (float(x) for x in scalars)
+        return CellResult(cell, "finished", diverged=bool(diverged), series=arrays, final_params=final,
+                          travel=travel, val_score=val_score)
+
+    # ---- writing ------------------------------------------------------------------------------
+    def log(self, result: CellResult, comparison: dict[str, float] | None = None,
+            twin_run_id: str | None = None) -> str:
+        """Write one cell's run; returns its run id."""
+        cell = result.cell
+        now = int(time.time() * 1000)
+        tags = {"cell_key": cell.key, "kind": "clean" if cell.is_clean else "perturbed",
+                "perturbation_kind": parse_perturbation(cell.perturbation).kind,
+                "gsibench.status": "failed" if result.status == "failed" else
+                ("diverged" if result.diverged else "finished")}
+        if not cell.is_clean:
+            tags["twin_key"] = cell.twin.key
+            if twin_run_id:
+                tags["twin_run_id"] = twin_run_id
+        run = self.client.create_run(self.experiment_id, start_time=now - int(result.wall_seconds * 1000),
+                                     tags=tags, run_name=cell.label())
+        run_id = run.info.run_id
+        try:
+            self._fill(run_id, result, comparison, now)
+        except KeyboardInterrupt:  # Ctrl-C while writing: mark the run now rather than at the next start
+            with suppress(Exception):
+                self.client.set_terminated(run_id, "KILLED")
+            raise
+        self.client.set_terminated(run_id, "FAILED" if result.status == "failed" else "FINISHED", end_time=now)
+        return run_id
+
+    def _fill(self, run_id: str, result: CellResult, comparison: dict[str, float] | None, now: int) -> None:
+        """Params, summary metrics and thinned series in one ``log_batch``; then the artifact."""
+        params = [Param(k, str(v)) for k, v in self._params(result).items()]
+        metrics = [Metric(k, v, now, 0) for k, v in result.metrics(comparison).items()]
+        stride = max(1, math.ceil(len(result.update_norm) / SERIES_POINTS))
+        for name in LOGGED_SERIES:
+            values = result.series.get(name)
+            if values is not None:
+                metrics += [Metric(f"series.{name}", float(values[k]), now, k)
+                            for k in range(0, len(values), stride)]
+        self.client.log_batch(run_id, metrics=metrics, params=params)
+        with tempfile.TemporaryDirectory() as tmp:
+            if result.status == "failed":
+                (Path(tmp) / "traceback.txt").write_text(result.error or "")
+                self.client.log_artifact(run_id, str(Path(tmp) / "traceback.txt"))
+            else:
+                self._write_trace(result, Path(tmp) / "trace.npz")
+                self.client.log_artifact(run_id, str(Path(tmp) / "trace.npz"))
+
+    def _params(self, result: CellResult) -> dict[str, object]:
+        cell = result.cell
+        params = {"optimizer": cell.optimizer, "optimizer_name": cell.optimizer_name, "task": cell.task,
+                  "task_name": cell.task_name, "perturbation": cell.perturbation, "seed": cell.seed,
+                  "steps": cell.steps, "schedule": cell.schedule, "warmup": cell.warmup, "clip": cell.clip,
+                  "device": cell.device, **self.versions}
+        params.update({f"opt.{k}": v for k, v in cell.hparams})
+        params.update({f"task.{k}": v for k, v in cell.task_options})
+        params.update({f"info.{k}": v for k, v in result.info.items()})
+        if result.omega is not None:
+            params.update(omega_window=result.omega.window, omega_warmup=result.omega.warmup)
+        if result.score is not None:
+            params.update(score_name=result.score.name, score_higher_is_better=result.score.higher_is_better)
+        return params
+
+    @staticmethod
+    def _write_trace(result: CellResult, path: Path) -> None:
+        arrays = dict(result.series)
+        arrays["scalars"] = np.array([result.travel, result.val_score, float(result.diverged)])
+        if result.cell.is_clean and result.final_params is not None:
+            arrays["final_params"] = result.final_params
+        np.savez_compressed(path, **arrays)
