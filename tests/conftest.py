@@ -7,7 +7,7 @@ import logging
 import pytest
 import torch
 
-from tests.data import tiny_task_options, write_cifar10, write_wikitext
+from tests.helpers import tiny_task_options, write_cifar10, write_wikitext
 
 # One intra-op thread: the tensors here are tiny, and two cores shared with other work make OpenMP
 # spin-waits dominate (Muon's Newton–Schulz went from 0.5 ms to 80 ms a call under load).

@@ -19,6 +19,7 @@ from gsibench.core.params import ROLES
 from gsibench.optimizers import registry as optimizers
 from gsibench.tasks import registry as tasks
 from gsibench.tasks.base import Problem, Score
+from tests.helpers import sgd_losses
 
 CPU = torch.device("cpu")
 
@@ -31,19 +32,6 @@ def build(name: str, seed: int, tiny_options: dict) -> Problem:
         pytest.skip(reason)
     torch.manual_seed(seed)
     return task.build(seed, CPU, **options)
-
-
-def sgd_losses(problem: Problem, steps: int = 3, lr: float = 1e-2) -> list[float]:
-    optimizer = torch.optim.SGD([p.tensor for p in problem.params], lr=lr)
-    losses = []
-    for k in range(steps):
-        optimizer.zero_grad()
-        loss = problem.loss(k)
-        loss.backward()
-        optimizer.step()
-        problem.after_step()
-        losses.append(float(loss.detach()))
-    return losses
 
 
 @pytest.mark.parametrize("name", tasks.available())

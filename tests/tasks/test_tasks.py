@@ -18,25 +18,13 @@ from gsibench.tasks.char_gpt import stdlib_text
 from gsibench.tasks.cifar import augment, read_cifar
 from gsibench.tasks.finite_sum import component_loss, objective, optimal_value
 from gsibench.tasks.init import initialize
-from tests.data import TEXT, TINY_GPT
+from tests.helpers import TEXT, TINY_GPT, sgd_losses
 
 CPU = torch.device("cpu")
 
 def build(name, seed, options):
     task = registry.get(name)
     return task.build(seed, CPU, **task.resolve_options(options))
-
-
-def losses_with_sgd(problem, steps=3, lr=1e-2):
-    optimizer = torch.optim.SGD([p.tensor for p in problem.params], lr=lr)
-    losses = []
-    for k in range(steps):
-        optimizer.zero_grad()
-        loss = problem.loss(k)
-        loss.backward()
-        optimizer.step()
-        losses.append(float(loss.detach()))
-    return losses
 
 
 def snapshot(problem):
@@ -232,7 +220,7 @@ def test_cifar_roles_and_one_training_step(cifar_dir):
     assert roles["bn1.weight"] == roles["fc.bias"] == "vector"
     assert problem.model.conv1.stride == (1, 1) and isinstance(problem.model.maxpool, nn.Identity)
     before = snapshot(problem)
-    losses_with_sgd(problem, steps=1)
+    sgd_losses(problem, steps=1)
     assert any(not torch.equal(a, b) for a, b in zip(before, snapshot(problem)))
     assert len(problem.y_train) == 30 and len(problem.y_val) == 10
     assert 0.0 <= problem.evaluate() <= 1.0
@@ -311,7 +299,7 @@ def test_reddi_cyclic_adam_fails_where_sgd_converges():
     run_adam(adam, 2000, lr=0.01, betas=(0.0, 0.1))  # β2 = 1/(1 + C²): Reddi et al. Theorem 1
     assert adam.evaluate() > 1.5
     sgd = build("reddi", 0, {"kind": "cyclic", "C": 3.0})
-    losses_with_sgd(sgd, steps=2000, lr=0.01)
+    sgd_losses(sgd, steps=2000, lr=0.01)
     sgd.after_step()
     assert sgd.evaluate() < 0.05
     with pytest.raises(UsageError, match="C > 2"):

@@ -1,4 +1,5 @@
-"""Tiny data sets the tests write, in the formats the data-on-disk tasks read (nothing is downloaded)."""
+"""What several tests share: tiny data sets in the formats the data-on-disk tasks read (nothing is
+downloaded), options that make every task small, and a plain SGD loop over a problem."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import pickle
 from pathlib import Path
 
 import numpy as np
+import torch
 
 TINY_GPT = {"block_size": 16, "batch_size": 4, "n_layer": 1, "n_head": 2, "n_embd": 16}
 TEXT = "The quick brown fox jumps over the lazy dog. Ünïcode, too: é ø ß.\n"
@@ -44,3 +46,17 @@ def tiny_task_options(cifar_root: Path, wikitext_root: Path) -> dict[str, dict]:
         "cifar-resnet18": {"data_dir": str(cifar_root), "batch_size": 4, "verify": False},
         "finite-sum": {"n": 5},
     }
+
+
+def sgd_losses(problem, steps: int = 3, lr: float = 1e-2) -> list[float]:
+    """Train ``problem`` with plain SGD (calling every hook the runner calls); the losses per step."""
+    optimizer = torch.optim.SGD([p.tensor for p in problem.params], lr=lr)
+    losses = []
+    for k in range(steps):
+        optimizer.zero_grad()
+        loss = problem.loss(k)
+        loss.backward()
+        optimizer.step()
+        problem.after_step()
+        losses.append(float(loss.detach()))
+    return losses
