@@ -54,25 +54,17 @@ import torch
 from torch import Tensor
 
 from gsibench.core.params import ParamInfo
+from gsibench.optimizers.orthogonalize import newton_schulz5 as orthogonalize
 from gsibench.optimizers.registry import OptimizerEntry, add
 from gsibench.optimizers.validation import require_positive
 
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 EPS = 1e-7
+"""Lower clamp of the RMS and Frobenius norms of the LMOs."""
 
 
 def newton_schulz5(g: Tensor, steps: int = 5) -> Tensor:
-    """≈ U Vᵀ for the matrix g = U S Vᵀ: the Muon quintic, in float32, from g/‖g‖_F."""
-    a, b, c = NS_COEFFICIENTS
-    x = g.float()
-    tall = x.size(0) > x.size(1)
-    if tall:
-        x = x.T
-    x = x / x.norm().clamp_min(EPS)
-    for _ in range(steps):
-        gram = x @ x.T
-        x = a * x + (b * gram + c * gram @ gram) @ x
-    return (x.T if tall else x).to(g.dtype)
+    """≈ U Vᵀ for the matrix g = U S Vᵀ: NS5 in float32 (:mod:`gsibench.optimizers.orthogonalize`)."""
+    return orthogonalize(g, steps).to(g.dtype)
 
 
 def _as_matrix(d: Tensor) -> Tensor:
