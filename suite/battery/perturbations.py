@@ -19,10 +19,22 @@ noise     ``noise:sigma=0.5``                          exp(σ z_k), z_k ~ N(0, 1
 spike     ``spike:at=0.5,factor=100,length=1``         factor for ``length`` steps at at·T
 bump      ``bump:height=0.5,start=0.333,end=0.667``    1 + h[σ((k − a)/w) − σ((k − b)/w)] (the scale of
                                                        arXiv 2601.21739 Figs. 1–2; w = ``width`` steps)
+layerwise ``layerwise:sigma=0.05,start=0.3``           per tensor i: log c_{k,i} a random walk with steps
+                                                       σ z from start·T on (layers' gradient norms drift
+                                                       apart, as in real training)
+loss-scale ``loss-scale:init=65536,interval=100,p=0.01`` a dynamic fp16 loss scale S_k whose unscale was
+                                                       forgotten: powers of two, ×2 every ``interval``
+                                                       steps without overflow, ×½ at an overflow (each
+                                                       step with probability p, from the seed)
+accum     ``accum:at=0.5,k=8``                         gradient accumulation switched from mean to sum:
+                                                       ×k from at·T on
 ========  ===========================================  ==================================================
 
-Every kind also takes ``role=hidden|input|output|vector`` to rescale only that role's gradients.
-Fractions (at, start, end) are of the run's T steps.
+Every kind also takes ``role=hidden|input|output|vector`` to rescale only that role's gradients, and
+``order=pre-clip|post-clip``: with gradient clipping on, ``pre-clip`` (the default: what a real bug does)
+rescales before the clip, which may absorb it; ``post-clip`` rescales the clipped gradient (what the
+optimizer alone sees). Fractions (at, start, end) are of the run's T steps. Random kinds draw from the
+cell's seed, so a perturbed run and a rerun of it see the same sequence.
 """
 
 from __future__ import annotations
@@ -39,6 +51,10 @@ from gsibench.core.params import ROLES
 from gsibench.core.specs import parse_kwargs, parse_value
 
 ScheduleFn = Callable[[np.ndarray, int, dict[str, Any], np.random.Generator], np.ndarray]
+TensorScheduleFn = Callable[[int, dict[str, Any], int, int], np.ndarray]
+ORDERS = ("pre-clip", "post-clip")
+MAX_SCALE = 2.0**24
+"""The largest loss scale (the scaler's growth stops there; float32 gradients stay finite)."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +65,9 @@ class Kind:
     description: str
     schedule: ScheduleFn
     check: Callable[[dict[str, Any]], None] = lambda fields: None
+    tensor_schedule: TensorScheduleFn | None = None
+    """For kinds whose scale differs per tensor: ``(steps, fields, seed, tensors) -> (steps, tensors)``;
+    ``schedule`` is then the first tensor's column (it fixes the perturbed window)."""
 
 
 def _fraction(fields: dict, *keys: str) -> None:
@@ -105,6 +124,56 @@ def _bump(k: np.ndarray, steps: int, f: dict, rng: np.random.Generator) -> np.nd
     return 1.0 + f["height"] * (_sigmoid((k - a) / w) - _sigmoid((k - b) / w))
 
 
+def _layerwise(steps: int, f: dict, seed: int, tensors: int) -> np.ndarray:
+    """Per tensor an independent log-random walk; tensor i draws from (seed, i), so its walk does not
+    depend on how many tensors there are."""
+    start = int(math.ceil(f["start"] * steps))
+    walks = np.ones((steps, tensors))
+    for i in range(tensors):
+        z = np.random.default_rng([seed, 0x1A7E5, i]).standard_normal(steps - start)
+        walks[start:, i] = np.exp(f["sigma"] * np.cumsum(z))
+    return walks
+
+
+def _loss_scale(k: np.ndarray, steps: int, f: dict, rng: np.random.Generator) -> np.ndarray:
+    """torch.cuda.amp.GradScaler's schedule (growth 2, backoff ½) with overflows drawn from the seed."""
+    start = int(math.ceil(f["start"] * steps))
+    overflow = rng.random(steps) < f["p"]
+    scales, scale, clean = np.ones(steps), float(f["init"]), 0
+    for step in range(start, steps):
+        scales[step] = scale
+        if overflow[step]:
+            scale, clean = max(scale / 2, 1.0), 0
+        else:
+            clean += 1
+            if clean == f["interval"]:
+                scale, clean = min(scale * 2, MAX_SCALE), 0
+    return scales
+
+
+def _check_layerwise(fields: dict) -> None:
+    _fraction(fields, "start")
+    _bounded(fields, "sigma", 0.0, 2.0)
+
+
+def _check_loss_scale(fields: dict) -> None:
+    _fraction(fields, "start")
+    if isinstance(fields["p"], bool) or not isinstance(fields["p"], (int, float)) or not 0 <= fields["p"] <= 1:
+        raise ValueError(f"p must be a probability in [0, 1], got {fields['p']!r}")
+    init = fields["init"]
+    if not isinstance(init, (int, float)) or not 1 <= init <= MAX_SCALE or math.log2(init) % 1:
+        raise ValueError(f"init must be a power of two from 1 to 2^24, got {init!r}")
+    if isinstance(fields["interval"], bool) or not isinstance(fields["interval"], int) or fields["interval"] < 1:
+        raise ValueError(f"interval must be a whole number of steps >= 1, got {fields['interval']!r}")
+
+
+def _bounded(fields: dict, key: str, low: float, high: float) -> None:
+    """``low < value <= high`` (a sane range: a typo such as sigma=1e300 is refused, not run)."""
+    value = fields[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low < value <= high:
+        raise ValueError(f"{key} must be in ({low:g}, {high:g}], got {value!r}")
+
+
 def _check_bump(fields: dict) -> None:
     _fraction(fields, "start", "end")
     _positive(fields, "width")
@@ -134,8 +203,20 @@ KINDS: dict[str, Kind] = {
         Kind("bump", {"height": 0.5, "start": 1 / 3, "end": 2 / 3, "width": 20.0},
              "bump:height=0.5,start=0.333,end=0.667",
              "smooth bump 1 + h[sig((k-a)/w) - sig((k-b)/w)] (arXiv 2601.21739 Figs. 1-2)", _bump, _check_bump),
+        Kind("layerwise", {"sigma": 0.05, "start": 0.3}, "layerwise:sigma=0.05,start=0.3",
+             "each tensor's scale its own log-random walk exp(sigma*sum z) from start*T (layers drift apart)",
+             lambda k, T, f, rng: np.ones_like(k), _check_layerwise, _layerwise),
+        Kind("loss-scale", {"init": 65536.0, "interval": 100, "p": 0.01, "start": 0.0},
+             "loss-scale:init=65536,interval=100,p=0.01",
+             "a dynamic fp16 loss scale left in the gradients (unscale forgotten): x2 every `interval` clean "
+             "steps, x1/2 at an overflow (probability p per step)", _loss_scale, _check_loss_scale),
+        Kind("accum", {"at": 0.5, "k": 8.0}, "accum:at=0.5,k=8",
+             "gradient accumulation switched from mean to sum: gradients times k from at*T on",
+             lambda k, T, f, rng: np.where(k >= f["at"] * T, f["k"], 1.0),
+             lambda f: (_fraction(f, "at"), _bounded(f, "k", 1.0, 1e6))),
     ]
 }
+INTEGER_FIELDS = {"length", "interval"}
 
 
 @dataclass(frozen=True)
@@ -145,6 +226,8 @@ class Perturbation:
     kind: str
     fields: tuple[tuple[str, Any], ...] = ()
     role: str | None = None
+    order: str = "pre-clip"
+    """Where the rescaling happens relative to gradient clipping (only matters when clipping is on)."""
 
     @property
     def params(self) -> dict[str, Any]:
@@ -156,18 +239,36 @@ class Perturbation:
         items = [f"{k}={v}" for k, v in self.fields if v is not None]
         if self.role:
             items.append(f"role={self.role}")
+        if self.order != "pre-clip":  # the default stays out, so specs (and cell keys) made before it stay valid
+            items.append(f"order={self.order}")
         return self.kind + (":" + ",".join(items) if items else "")
 
     @property
     def is_clean(self) -> bool:
         return self.kind == "none"
 
+    @property
+    def per_tensor(self) -> bool:
+        """Whether each tensor gets its own scale (see :meth:`tensor_scales`)."""
+        return KINDS[self.kind].tensor_schedule is not None
+
     def schedule(self, steps: int, seed: int = 0) -> np.ndarray:
-        """c_0 … c_{T−1} as float64; noise is drawn from ``seed`` (same seed, same noise)."""
+        """c_0 … c_{T−1} as float64; noise is drawn from ``seed`` (same seed, same noise). For a per-tensor
+        kind, the first tensor's scales."""
+        kind = KINDS[self.kind]
+        if kind.tensor_schedule is not None:
+            return kind.tensor_schedule(steps, self.params, seed, 1)[:, 0].copy()
         k = np.arange(steps, dtype=float)
         rng = np.random.default_rng([seed, 0x5CA1E])
-        scales = np.asarray(KINDS[self.kind].schedule(k, steps, self.params, rng), dtype=float)
+        scales = np.asarray(kind.schedule(k, steps, self.params, rng), dtype=float)
         return np.broadcast_to(scales, k.shape).copy()
+
+    def tensor_scales(self, steps: int, seed: int, tensors: int) -> np.ndarray:
+        """c_{k,i} for step k and rescaled tensor i, shape (steps, tensors)."""
+        kind = KINDS[self.kind]
+        if kind.tensor_schedule is not None:
+            return kind.tensor_schedule(steps, self.params, seed, tensors)
+        return np.repeat(self.schedule(steps, seed)[:, None], tensors, axis=1)
 
     def window(self, steps: int, seed: int = 0) -> slice:
         """The perturbed window: from the first step with c_k ≠ 1 to the end of the run."""
@@ -188,9 +289,12 @@ def parse(spec: str) -> Perturbation:
     role = given.pop("role", None)
     if role is not None and role not in ROLES:
         raise UsageError(f"bad field 'role={role}' in '{spec}': role must be one of {', '.join(ROLES)}")
+    order = given.pop("order", "pre-clip")
+    if order not in ORDERS:
+        raise UsageError(f"bad field 'order={order}' in '{spec}': order must be one of {', '.join(ORDERS)}")
     unknown = sorted(set(given) - set(kind.defaults))
     if unknown:
-        valid = ", ".join(list(kind.defaults) + ["role"])
+        valid = ", ".join(list(kind.defaults) + ["role", "order"])
         raise UsageError(f"bad field '{unknown[0]}' in '{spec}': {name} takes {valid}; e.g. {kind.example}")
     fields = {**kind.defaults, **given}
     if name == "ramp" and "rate" in given and "factor" not in given:
@@ -199,9 +303,9 @@ def parse(spec: str) -> Perturbation:
         kind.check(fields)
     except ValueError as error:
         raise UsageError(f"bad field in '{spec}': {error}; e.g. {kind.example}") from None
-    fields = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) and k != "length" else v)
+    fields = {k: (float(v) if isinstance(v, int) and not isinstance(v, bool) and k not in INTEGER_FIELDS else v)
               for k, v in fields.items()}
-    return Perturbation(name, tuple(sorted(fields.items())), role)
+    return Perturbation(name, tuple(sorted(fields.items())), role, order)
 
 
 def split_specs(text: str) -> list[str]:

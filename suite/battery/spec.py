@@ -144,6 +144,14 @@ class Battery:
             raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         import_plugins(self.imports)
 
+    def describe(self, cells: int) -> str:
+        """One line saying what this battery runs (printed before it runs)."""
+        perturbations = ", ".join(self.perturbations) or "none"
+        steps = self.steps if self.steps is not None else "each task's own"
+        return (f"battery '{self.experiment}': {len(self.optimizers)} optimizers × {len(self.tasks)} tasks × "
+                f"(clean + {len(self.perturbations)} perturbations) × {len(self.seeds)} seeds = {cells} cells; "
+                f"steps: {steps}; seeds: {','.join(map(str, self.seeds))}; perturbations: {perturbations}")
+
     def optimizer_displays(self) -> list[str]:
         """The canonical display spec of each optimizer (the leaderboard's row names)."""
         return [optimizer_registry.canonical(spec) for spec in self.optimizers]

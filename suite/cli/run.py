@@ -26,12 +26,17 @@ def add_battery_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data-dir", help="folder with data sets (also $GSIBENCH_DATA)")
 
 
+FROM_DEFAULT = ("tasks", "perturbations", "seeds")
+"""What a flags-only run (``--optimizers`` and no battery file) takes from the default battery."""
+
+
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("run", help="run a battery (default: the built-in default battery)",
                                    description="Run a battery from flags or a TOML file; finished cells are "
                                    "skipped. Exit 0 when every cell finished (diverged counts as finished), 1 "
                                    "when any failed, 2 on a usage error.")
-    parser.add_argument("battery", nargs="?", help="battery TOML file (flags override its values)")
+    parser.add_argument("battery", nargs="?", help="battery TOML file (flags override its values); without one, "
+                        "the default battery, or with --optimizers its tasks, perturbations and seeds")
     add_battery_options(parser)
     add_tracking_options(parser)
     add_executor_options(parser)
@@ -51,7 +56,11 @@ def battery_from_args(args: argparse.Namespace):
     source = getattr(args, "battery", None)
     if source is None and not args.optimizers:
         source = DEFAULT_BATTERY
-    data = read_battery_file(source) if source is not None else {}
+    if source is not None:
+        data = read_battery_file(source)
+    else:  # flags only: the default battery's tasks, perturbations and seeds, unless flags say otherwise
+        default = read_battery_file(DEFAULT_BATTERY)
+        data = {key: default[key] for key in FROM_DEFAULT if key in default}
     for key in ("optimizers", "tasks", "seeds", "steps", "schedule", "clip", "device"):
         value = getattr(args, key, None)
         if value is not None:
@@ -79,7 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     progress = ConsoleProgress()
     battery = battery_from_args(args)
-    battery.plan()  # every name and value checked before MLflow or training is touched
+    cells, _ = battery.plan()  # every name and value checked before MLflow or training is touched
+    progress.note(battery.describe(len(cells)))
     tracker = Tracker(args.tracking_uri, battery.experiment)
     executor = executor_from_args(args)
     if not args.no_tune:

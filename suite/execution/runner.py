@@ -3,6 +3,9 @@
 Per step the order is fixed and the same for every optimizer (papers.md, "Pitfalls")::
 
     zero_grad → loss(k) → backward → g ← c_k·g (perturbation) → clip → probe.before → step
+
+(``order=post-clip`` perturbations swap the rescaling and the clip; the fraction of steps on which the
+clip was active is ``clip_frac``)
     → problem.after_step (projection, if any) → probe.after
 
 A non-finite loss or update, or a loss above the task's bound, ends the run as *diverged* at
@@ -20,8 +23,10 @@ import numpy as np
 import torch
 
 from gsibench.battery.cells import Cell
+from gsibench.battery.perturbations import Perturbation
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.battery.schedules import lr_multiplier
+from gsibench.core.params import ParamInfo
 from gsibench.core.registry import import_plugins
 from gsibench.measure.metrics import OscillationWindow, oscillation
 from gsibench.measure.probes import SERIES_NAMES, UpdateNormProbe, flat_params
@@ -70,6 +75,28 @@ def run_cell(cell: Cell) -> CellResult:
     return result
 
 
+def _rescaler(perturbation: Perturbation, params: list[ParamInfo], steps: int, seed: int):
+    """(c_k as logged, ``rescale(k)`` multiplying the gradients of step k in place). For a per-tensor kind
+    the logged c_k is the geometric mean of the tensors' scales."""
+    rescaled = [p.tensor for p in params if perturbation.role is None or p.role == perturbation.role]
+    if perturbation.per_tensor:
+        per_tensor = perturbation.tensor_scales(steps, seed, len(rescaled))
+
+        def rescale(k: int) -> None:
+            pairs = [(t.grad, float(c)) for t, c in zip(rescaled, per_tensor[k]) if t.grad is not None]
+            if pairs:
+                torch._foreach_mul_([grad for grad, _ in pairs], [c for _, c in pairs])
+
+        return np.exp(np.log(per_tensor).mean(axis=1)), rescale
+    scales = perturbation.schedule(steps, seed)
+
+    def rescale(k: int) -> None:
+        if scales[k] != 1.0:
+            torch._foreach_mul_([t.grad for t in rescaled if t.grad is not None], float(scales[k]))
+
+    return scales, rescale
+
+
 def _train(cell: Cell) -> CellResult:
     task = task_registry.get(cell.task_name)
     entry = optimizer_registry.get(cell.optimizer_name)
@@ -80,9 +107,10 @@ def _train(cell: Cell) -> CellResult:
     optimizer = entry.factory(params, **dict(cell.hparams))
 
     perturbation = parse_perturbation(cell.perturbation)
-    scales = perturbation.schedule(cell.steps, cell.seed)
-    rescaled = [p.tensor for p in params if perturbation.role is None or p.role == perturbation.role]
+    scales, rescale = _rescaler(perturbation, params, cell.steps, cell.seed)
+    post_clip = perturbation.order == "post-clip"
     tensors = [p.tensor for p in params]
+    clip_norms: list[torch.Tensor] = []
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     after_step = problem.after_step if problem.has_after_step else None
     probe = UpdateNormProbe(params, optimizer, cell.steps)
@@ -99,10 +127,12 @@ def _train(cell: Cell) -> CellResult:
         optimizer.zero_grad(set_to_none=True)
         loss = problem.loss(k)
         loss.backward()
-        if scales[k] != 1.0:
-            torch._foreach_mul_([t.grad for t in rescaled if t.grad is not None], float(scales[k]))
+        if not post_clip:
+            rescale(k)
         if cell.clip:
-            torch.nn.utils.clip_grad_norm_(tensors, cell.clip, foreach=True)
+            clip_norms.append(torch.nn.utils.clip_grad_norm_(tensors, cell.clip, foreach=True))
+        if post_clip:
+            rescale(k)
         probe.before()
         optimizer.step()
         if after_step is not None:
@@ -126,6 +156,7 @@ def _train(cell: Cell) -> CellResult:
     clean_norms = series["update_norm"][: kept - 1] if diverged_step is not None else series["update_norm"]
     omega1, omega2 = oscillation(clean_norms, window.warmup, window.window)
     final = flat_params(params)
+    clip_frac = float((torch.stack(clip_norms[:kept]) > cell.clip).double().mean()) if clip_norms else math.nan
     val_score = math.nan
     if diverged_step is None and task.score is not None:
         with torch.no_grad():
@@ -137,4 +168,5 @@ def _train(cell: Cell) -> CellResult:
         cell, "finished", diverged=diverged_step is not None, diverged_step=diverged_step, series=series,
         final_params=final.numpy().astype(np.float32), travel=float(torch.linalg.vector_norm(final - theta0)),
         val_score=val_score, omega1=omega1, omega2=omega2, omega=window, info=info, score=task.score,
+        clip_frac=clip_frac,
     )

@@ -56,16 +56,25 @@ def oscillation(norms: np.ndarray, warmup: int, window: int) -> tuple[float, flo
 
 
 def update_sensitivity(perturbed: np.ndarray, clean: np.ndarray, window: slice) -> float:
-    """Mean over ``window`` of |log(‖R^pert‖ / ‖R^clean‖)|; steps where both are zero count 0."""
+    """Mean over ``window`` of |log(‖R^pert‖ / ‖R^clean‖)|.
+
+    A step where both updates are exactly zero counts 0 (the same non-move). A step where exactly one
+    of them is zero has no ratio — a projection held the parameter at a boundary in one run and not in
+    the other (the ``reddi`` task), which says where the run is, not how its optimizer responds to the
+    gradient scale — so it is left out of the mean; NaN if no step is left, and NaN when a norm in the
+    window is not finite (a run that diverged there has no ratio either)."""
     length = min(len(perturbed), len(clean))
     p = np.asarray(perturbed, dtype=float)[:length][window]
     c = np.asarray(clean, dtype=float)[:length][window]
-    if p.size == 0:
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(c))):
         return math.nan
-    tiny = np.finfo(float).tiny
-    ratio = np.log(np.maximum(p, tiny)) - np.log(np.maximum(c, tiny))
-    ratio[(p == 0) & (c == 0)] = 0.0
-    return float(np.mean(np.abs(ratio)))
+    comparable = (p > 0) == (c > 0)
+    if not comparable.any():
+        return math.nan
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.abs(np.log(p[comparable]) - np.log(c[comparable]))
+    ratio[(p[comparable] == 0) & (c[comparable] == 0)] = 0.0
+    return float(np.mean(ratio))
 
 
 def trajectory_divergence(final_perturbed: np.ndarray, final_clean: np.ndarray, clean_travel: float) -> float:

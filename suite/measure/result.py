@@ -35,6 +35,8 @@ class CellResult:
     wall_seconds: float = 0.0
     error: str | None = None
     info: dict[str, str] = field(default_factory=dict)
+    clip_frac: float = math.nan
+    """Fraction of steps on which gradient clipping was active (NaN without clipping)."""
     score: Score | None = None
     """The task's primary score (name and direction), logged with the run so that readers need no registry."""
 
@@ -53,6 +55,8 @@ class CellResult:
                    "final_loss": float(loss[-1]) if len(loss) else math.nan}
         if self.diverged:
             metrics["diverged_step"] = float(self.diverged_step)
+        if math.isfinite(self.clip_frac):
+            metrics["clip_frac"] = self.clip_frac
         if self.cell.is_clean:
             metrics.update(CLEAN_VALUES)
         metrics.update(comparison or {})

@@ -40,6 +40,7 @@ METRICS: tuple[MetricSpec, ...] = (
     MetricSpec("val_score", "score", "the task's primary validation score"),
     MetricSpec("val_drop", "score", "validation score, perturbed minus clean", clean=0.0),
     MetricSpec("final_loss", "lower", "training loss at the last step"),
+    MetricSpec("clip_frac", "", "fraction of steps on which gradient clipping was active", checked=False),
     MetricSpec("diverged", "lower", "1 when the run diverged (non-finite, or loss above the task's bound)",
                per_cell=False),
     MetricSpec("diverged_step", "", "the step at which the run diverged", checked=False, per_cell=False),

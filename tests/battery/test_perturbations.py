@@ -64,3 +64,55 @@ def test_parse_errors_name_the_field_and_show_an_example(spec, fragment):
     assert fragment in str(error.value)
     if "Did you mean" not in fragment and "role" not in fragment:
         assert "e.g." in str(error.value)
+
+
+# ---- the kinds closer to practice ------------------------------------------------------------------
+
+def test_layerwise_walks_are_per_tensor_seeded_and_start_late():
+    spec = parse("layerwise:sigma=0.05,start=0.3")
+    three, five = spec.tensor_scales(1000, seed=4, tensors=3), spec.tensor_scales(1000, seed=4, tensors=5)
+    assert three.shape == (1000, 3) and np.array_equal(three, five[:, :3])  # tensor i's walk ignores the count
+    assert np.all(three[:300] == 1.0) and np.all(three[300:] != 1.0)
+    assert not np.array_equal(three[:, 0], three[:, 1])
+    assert not np.array_equal(three, spec.tensor_scales(1000, seed=5, tensors=3))
+    steps = np.diff(np.log(five[300:]), axis=0)
+    # 3,495 increments of N(0, 0.05²): the sample SD is within 5% of σ except with probability < 1e-4
+    assert abs(steps.std() / 0.05 - 1) < 0.05
+    assert np.array_equal(spec.schedule(1000, seed=4), three[:, 0])
+    assert spec.window(1000, seed=4) == slice(300, 1000)
+
+
+def test_loss_scale_is_a_grad_scaler_schedule_of_powers_of_two():
+    grows = parse("loss-scale:init=1024,interval=10,p=0").schedule(35)
+    assert list(grows[[0, 9, 10, 19, 20, 30]]) == [1024, 1024, 2048, 2048, 4096, 8192]
+    shrinks = parse("loss-scale:init=8,interval=10,p=1").schedule(6)
+    assert list(shrinks) == [8, 4, 2, 1, 1, 1]  # every step overflows: halve, never below 1
+    noisy = parse("loss-scale").schedule(2000, seed=1)
+    assert np.all(np.log2(noisy) % 1 == 0) and noisy.max() <= 2.0**24
+    assert len(set(noisy)) > 3 and np.array_equal(noisy, parse("loss-scale").schedule(2000, seed=1))
+
+
+def test_accum_is_a_step_to_k():
+    assert np.array_equal(parse("accum:at=0.5,k=8").schedule(10), [1] * 5 + [8] * 5)
+
+
+def test_order_is_part_of_the_spec_only_when_not_the_default():
+    assert parse("step:at=0.5,factor=10").spec == parse("step:at=0.5,factor=10,order=pre-clip").spec
+    post = parse("step:at=0.5,factor=10,order=post-clip")
+    assert post.order == "post-clip" and post.spec.endswith(",order=post-clip")
+    assert parse(post.spec) == post
+    with pytest.raises(UsageError, match="order must be one of pre-clip, post-clip"):
+        parse("step:order=before")
+
+
+@pytest.mark.parametrize(("spec", "says"), [
+    ("layerwise:sigma=1e300", "sigma must be in (0, 2]"),
+    ("loss-scale:init=1000", "init must be a power of two"),
+    ("loss-scale:p=2", "p must be a probability"),
+    ("loss-scale:interval=0.5", "interval must be a whole number"),
+    ("accum:k=0.5", "k must be in (1, 1e+06]"),
+])
+def test_new_kinds_refuse_values_out_of_range(spec, says):
+    with pytest.raises(UsageError) as error:
+        parse(spec)
+    assert says in str(error.value)
