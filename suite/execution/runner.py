@@ -75,6 +75,12 @@ def run_cell(cell: Cell) -> CellResult:
     return result
 
 
+def _score(problem) -> float:
+    with torch.no_grad():
+        score = problem.evaluate()
+    return math.nan if score is None else float(score)
+
+
 def _rescaler(perturbation: Perturbation, params: list[ParamInfo], steps: int, seed: int):
     """(c_k as logged, ``rescale(k)`` multiplying the gradients of step k in place). For a per-tensor kind
     the logged c_k is the geometric mean of the tensors' scales."""
@@ -115,6 +121,7 @@ def _train(cell: Cell) -> CellResult:
     after_step = problem.after_step if problem.has_after_step else None
     probe = UpdateNormProbe(params, optimizer, cell.steps)
 
+    init_score = _score(problem) if task.score is not None else math.nan  # the trivial baseline: θ_0's score
     losses = torch.full((cell.steps,), math.nan, dtype=torch.float64, device=device)
     new_losses: list[torch.Tensor] = []  # since the last check: written into ``losses`` with one kernel
     theta0 = flat_params(params)
@@ -157,16 +164,12 @@ def _train(cell: Cell) -> CellResult:
     omega1, omega2 = oscillation(clean_norms, window.warmup, window.window)
     final = flat_params(params)
     clip_frac = float((torch.stack(clip_norms[:kept]) > cell.clip).double().mean()) if clip_norms else math.nan
-    val_score = math.nan
-    if diverged_step is None and task.score is not None:
-        with torch.no_grad():
-            score = problem.evaluate()
-        val_score = math.nan if score is None else float(score)
+    val_score = _score(problem) if diverged_step is None and task.score is not None else math.nan
     info = {str(k): str(v) for k, v in problem.info.items()}
     info["device"] = str(device)
     return CellResult(
         cell, "finished", diverged=diverged_step is not None, diverged_step=diverged_step, series=series,
         final_params=final.numpy().astype(np.float32), travel=float(torch.linalg.vector_norm(final - theta0)),
         val_score=val_score, omega1=omega1, omega2=omega2, omega=window, info=info, score=task.score,
-        clip_frac=clip_frac,
+        clip_frac=clip_frac, init_score=init_score,
     )

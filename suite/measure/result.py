@@ -35,6 +35,8 @@ class CellResult:
     wall_seconds: float = 0.0
     error: str | None = None
     info: dict[str, str] = field(default_factory=dict)
+    init_score: float = math.nan
+    """The validation score at the initial parameters: the trivial baseline the leaderboard normalises by."""
     clip_frac: float = math.nan
     """Fraction of steps on which gradient clipping was active (NaN without clipping)."""
     score: Score | None = None
@@ -51,6 +53,7 @@ class CellResult:
             return {"wall_seconds": self.wall_seconds}
         loss = self.series.get("loss", np.empty(0))
         metrics = {"omega1": self.omega1, "omega2": self.omega2, "val_score": self.val_score,
+                   "init_score": self.init_score,
                    "diverged": float(self.diverged), "wall_seconds": self.wall_seconds,
                    "final_loss": float(loss[-1]) if len(loss) else math.nan}
         if self.diverged:

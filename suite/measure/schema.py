@@ -38,6 +38,8 @@ METRICS: tuple[MetricSpec, ...] = (
                  checked=False, per_cell=role == "hidden") for role in ROLES),
     MetricSpec("divergence", "lower", "‖θ_T^pert − θ_T^clean‖ / ‖θ_T^clean − θ_0‖", clean=0.0),
     MetricSpec("val_score", "score", "the task's primary validation score"),
+    MetricSpec("init_score", "score", "the validation score at the initial parameters (the trivial baseline)",
+               checked=False, per_cell=False),
     MetricSpec("val_drop", "score", "validation score, perturbed minus clean", clean=0.0),
     MetricSpec("final_loss", "lower", "training loss at the last step"),
     MetricSpec("clip_frac", "", "fraction of steps on which gradient clipping was active", checked=False),
