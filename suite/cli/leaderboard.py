@@ -15,6 +15,8 @@ def add_parser(subparsers) -> None:
                     "leaderboard.csv, index.html and plots/ to --out.")
     add_tracking_options(parser, experiment=DEFAULT_EXPERIMENT)
     parser.add_argument("--out", default="leaderboard", help="output folder (default: leaderboard/)")
+    parser.add_argument("--reference", default="adam", help="optimizer whose tuned clean runs fix each task's "
+                        "normalised score at 1 (default adam; it must be in the experiment)")
     parser.add_argument("--grid-experiment", action="append", metavar="NAME",
                         help="experiment with β-grid runs for the ω heat-map (repeatable; default: the "
                              "battery's own and every experiment whose name starts with 'grid')")
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from gsibench.leaderboard.build import build
 
     console = report_console()
-    written = build(args.tracking_uri, args.experiment, Path(args.out), args.grid_experiment)
+    written = build(args.tracking_uri, args.experiment, Path(args.out), args.grid_experiment, args.reference)
     print_overall(written.data, written.overall, console)
     console.print(f"wrote {written.out}/README.md, leaderboard.csv ({len(written.cells)} rows), index.html and "
                   f"{len(written.figures)} plots in {written.seconds:.1f} s")
@@ -36,19 +38,14 @@ def run(args: argparse.Namespace) -> int:
 
 
 def print_overall(data, overall, console) -> None:
-    import math
-
     from rich.table import Table
 
-    from gsibench.leaderboard.tables import fmt, fmt_rank
+    from gsibench.leaderboard.markdown import overall_cells
 
-    scored = [task for task, score in data.scores.items() if score is not None]
-    table = Table(title=f"gsibench leaderboard — experiment '{data.experiment}'")
-    for column in ["optimizer", "mean rank", "robustness", "diverged"] + [f"{t} (clean)" for t in scored]:
+    header, rows = overall_cells(data, overall)
+    table = Table(title=f"gsibench leaderboard — experiment '{data.experiment}' (sorted by robust quality)")
+    for column in header:
         table.add_column(column, overflow="fold")
-    for row in overall.to_dict("records"):
-        table.add_row(row["optimizer"], fmt_rank(row["mean_rank"]),
-                      "—" if not math.isfinite(row["robustness"]) else f"{row['robustness']:.3f}",
-                      f"{100 * row['diverged_frac']:.0f}%",
-                      *(fmt(row[f"val:{t}"], row[f"val_ci:{t}"]) for t in scored))
+    for row in rows:
+        table.add_row(*row)
     console.print(table)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from gsibench.leaderboard import DEFAULT_EXPERIMENT
+from gsibench.leaderboard.scoring import REFERENCE
 
 
 @dataclass
@@ -23,19 +23,49 @@ class Written:
     seconds: float
 
 
-def commands(uri: str | None, experiment: str, out: str, grid: pd.DataFrame | None = None) -> list[str]:
-    """The exact commands that regenerate this leaderboard (with ``gsibench grid`` when grid runs are in it)."""
+def _flag(values) -> str:
+    return ",".join(map(str, values))
+
+
+def commands(uri: str | None, experiment: str, out: str, runs: pd.DataFrame, grid: pd.DataFrame | None = None,
+             reference: str = REFERENCE) -> list[str]:
+    """The exact commands that rebuild this leaderboard, derived from the runs in MLflow: one ``gsibench
+    run`` per group of tasks that share steps, schedule, clipping, seeds and perturbations (with the
+    ``--import`` modules the runs logged), the β-grid runs if any, then ``gsibench leaderboard``."""
     store = f" --tracking-uri {uri}" if uri else ""
-    battery = ("gsibench run" if experiment == DEFAULT_EXPERIMENT
-               else f"gsibench run BATTERY.toml --experiment {experiment}")
-    lines = [f"{battery}{store}        # lr sweep, then the battery (finished cells are skipped)"]
+    groups: dict[tuple, list[str]] = {}
+    for task, rows in runs.groupby("task", sort=False):
+        perturbations = tuple(p for p in dict.fromkeys(rows["perturbation"]) if p != "none")
+        key = (tuple(sorted(rows["optimizer"].unique())), perturbations, tuple(sorted(map(int, rows["seed"].unique()))),
+               _single(rows, "steps"), _single(rows, "schedule"), _single(rows, "clip"), _single(rows, "imports"),
+               _single(rows, "task.init"))
+        groups.setdefault(key, []).append(task)
+    lines = []
+    for (optimizers, perturbations, seeds, steps, schedule, clip, imports, init), tasks in groups.items():
+        parts = [f"gsibench run{store} --experiment {experiment}", f"--optimizers '{_flag(optimizers)}'",
+                 f"--tasks '{_flag(tasks)}'", f"--perturbations '{_flag(perturbations) or 'none'}'",
+                 f"--seeds {_flag(seeds)}"]
+        parts += [f"--steps {int(float(steps))}"] if steps not in ("", "nan") else []
+        parts += [f"--schedule {schedule}"] if schedule not in ("", "nan") else []
+        parts += [f"--clip {clip}"] if clip not in ("", "nan", "None") else []
+        parts += [f"--init {init}"] if init not in ("", "nan", "default") else []
+        parts += [f"--import {module}" for module in imports.split(",") if module and imports != "nan"]
+        lines.append(" ".join(parts))
     if grid is not None and not grid.empty:
         tasks = ",".join(dict.fromkeys(grid["task"]))
         betas = ",".join(f"{b:g}" for b in sorted(grid["opt.beta1"].unique()))
         lines.append(f"gsibench grid{store} --task {tasks} --betas {betas} --seeds {grid['seed'].nunique()}"
-                     "        # β-grid runs for the ω heat-map")
-    return lines + [f"gsibench leaderboard{store} --experiment {experiment} --out {out}",
-                    f"gsibench baseline --optimizer adam --out {out}/baseline.json   # for gsibench check"]
+                     "   # β-grid runs for the ω heat-map")
+    reference_flag = f" --reference {reference}" if reference != REFERENCE else ""
+    return lines + [f"gsibench leaderboard{store} --experiment {experiment}{reference_flag} --out {out}"]
+
+
+def _single(rows: pd.DataFrame, column: str) -> str:
+    """The one value a column takes over ``rows`` ("" when absent; a group splits where it differs)."""
+    if column not in rows:
+        return ""
+    values = rows[column].dropna().astype(str).unique()
+    return "|".join(sorted(values))
 
 
 def provenance(runs: pd.DataFrame) -> dict[str, str]:
@@ -47,30 +77,35 @@ def provenance(runs: pd.DataFrame) -> dict[str, str]:
             "generated": time.strftime("%Y-%m-%d")}
 
 
-def build(uri: str | None, experiment: str, out: Path, grid_experiments: list[str] | None = None) -> Written:
-    """Read ``experiment`` from MLflow and write the leaderboard to ``out``."""
+def build(uri: str | None, experiment: str, out: Path, grid_experiments: list[str] | None = None,
+          reference: str = REFERENCE) -> Written:
+    """Read ``experiment`` from MLflow and write the leaderboard to ``out``: ``leaderboard.csv`` (one row
+    per cell), ``overall.csv``, ``metric_links.csv``, ``README.md``, ``index.html`` and ``plots/``."""
     from gsibench.leaderboard import html, markdown, plots
     from gsibench.leaderboard.data import load
-    from gsibench.leaderboard.tables import cell_table, overall_table
+    from gsibench.leaderboard.links import metric_links
+    from gsibench.leaderboard.tables import cell_table, common_seeds, overall_table
     from gsibench.tracking.store import default_uri
 
     start = time.perf_counter()
-    data = load(uri or default_uri(), experiment, grid_experiments)
+    data = load(uri or default_uri(), experiment, grid_experiments, reference)
     overall = overall_table(data, cell_table(data))
-    data.order = list(overall["optimizer"])  # every table and plot lists optimizers by overall rank
+    data.order = list(overall["optimizer"])  # every table and plot lists optimizers by robust quality
     cells = cell_table(data)
+    links = metric_links(cells)
     out.mkdir(parents=True, exist_ok=True)
     plot_dir = out / "plots"
     cells.to_csv(out / "leaderboard.csv", index=False, float_format="%.6g")
+    overall.to_csv(out / "overall.csv", index=False, float_format="%.6g")
+    links.to_csv(out / "metric_links.csv", index=False, float_format="%.4g")
 
     optimizers = list(overall["optimizer"])
     figures: list[tuple[str, Path | None, str]] = [
-        ("Performance profiles (AlgoPerf style)", plots.performance_profile(data, cells, optimizers,
-                                                                            plot_dir / "performance_profile.png"),
-         "Dolan–Moré profiles: the share of problems on which an optimizer is within τ× of the best one. "
-         "Left: robustness, cost = update sensitivity (floored at 1e-3) on every perturbed (task, "
-         "perturbation). Right: quality, cost = clean validation error (1 − accuracy) or suboptimality/loss. "
-         "Higher and further left is better; a curve that never reaches 1 lost (or diverged) somewhere."),
+        ("Quality against robust quality (Pareto view)", plots.pareto(overall, plot_dir / "pareto.png"),
+         "One point per optimizer with its 95% intervals. Left: clean normalised score (x) against the score "
+         "under the perturbations (y); the dashed line joins the entries no other entry beats on both, the "
+         "dotted diagonal is 'lost nothing'. Right: the same x against the mean update sensitivity — the "
+         "mechanism, on which sign methods score 0 by construction."),
         ("Update sensitivity per perturbation", plots.sensitivity_bars(cells, optimizers, plot_dir / "sensitivity.png"),
          "Mean |log(‖R_k^pert‖/‖R_k^clean‖)| over the perturbed window, mean over seeds with 95% CI; "
          "log scale, values below 1e-4 drawn at 1e-4 (exactly scale-invariant optimizers)."),
@@ -90,8 +125,15 @@ def build(uri: str | None, experiment: str, out: Path, grid_experiments: list[st
                         "Oscillation ω1 of ‖R_k‖ (mean over seeds) for Adam over (β1, β2); the diagonal β1 = β2 "
                         "in bold; the title gives the paper's diagonal binomial test."))
     drawn = [(title, path, caption) for title, path, caption in figures if path is not None]
-    cmds = commands(uri, experiment, str(out), data.grid)
+    cmds = commands(uri, experiment, str(out), data.runs, data.grid, reference)
     info = provenance(data.runs)
-    (out / "README.md").write_text(markdown.readme(data, cells, overall, cmds, info), encoding="utf-8")
-    (out / "index.html").write_text(html.page(data, cells, overall, drawn, cmds, info), encoding="utf-8")
+    files = ["`leaderboard.csv` (every cell, with every metric and its 95% half-width)", "`overall.csv`",
+             "`metric_links.csv`", "`index.html` (tables and plots, self-contained)", "`plots/`"]
+    if (out / "baseline.json").exists():
+        files.append("`baseline.json` (a `gsibench check` baseline)")
+    common = common_seeds(data)
+    (out / "README.md").write_text(markdown.readme(data, cells, overall, links, cmds, info, files, common),
+                                   encoding="utf-8")
+    (out / "index.html").write_text(html.page(data, cells, overall, links, drawn, cmds, info, common),
+                                    encoding="utf-8")
     return Written(out, data, cells, overall, [p for _, p, _ in drawn], time.perf_counter() - start)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from gsibench.core.errors import UsageError
+from gsibench.leaderboard.scoring import REFERENCE, Normaliser, add_quality, normalisers
 
 GROUP = ["optimizer", "task", "perturbation"]
 NUMERIC_PARAMS = ("seed", "steps", "opt.lr", "opt.beta1", "opt.beta2", "opt.beta")
@@ -44,6 +45,9 @@ class BatteryRuns:
     """task spec -> its primary score (``None`` for tasks without one)."""
     order: list[str] = field(default_factory=list)
     """Display order of optimizers (the overall ranking once known); others follow in run order."""
+    reference: str = REFERENCE
+    normalisers: dict[str, Normaliser] = field(default_factory=dict)
+    """task -> the fixed points of its normalised score (scored tasks whose reference runs exist)."""
 
     @property
     def optimizers(self) -> list[str]:
@@ -117,8 +121,10 @@ def latest_per_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
     return kept.sort_index(), len(frame) - len(kept)
 
 
-def load(uri: str, experiment: str, grid_experiments: list[str] | None = None) -> BatteryRuns:
-    """The battery ``experiment``, its tuning sweep (``<experiment>-tuning``) and β-grid runs."""
+def load(uri: str, experiment: str, grid_experiments: list[str] | None = None,
+         reference: str = REFERENCE) -> BatteryRuns:
+    """The battery ``experiment``, its tuning sweep (``<experiment>-tuning``) and β-grid runs, with every
+    run's normalised score against ``reference`` (:mod:`~gsibench.leaderboard.scoring`)."""
     from gsibench.execution.tuning import tuning_experiment
 
     names = experiment_names(uri)
@@ -140,7 +146,10 @@ def load(uri: str, experiment: str, grid_experiments: list[str] | None = None) -
     grid_names = grid_experiments if grid_experiments is not None else [
         n for n in names if n == experiment or n.startswith("grid")]
     grid = pd.concat([grid_frame(search(uri, n)) for n in grid_names if n in names] or [pd.DataFrame()])
-    return BatteryRuns(uri, experiment, runs, failed, superseded, tuning, grid, task_scores(runs))
+    scores = task_scores(runs)
+    scales = normalisers(runs, [task for task, score in scores.items() if score is not None], reference)
+    return BatteryRuns(uri, experiment, add_quality(runs, scales), failed, superseded, tuning, grid, scores,
+                       reference=reference, normalisers=scales)
 
 
 def grid_frame(frame: pd.DataFrame) -> pd.DataFrame:

@@ -7,7 +7,6 @@ works when opened alone, mailed, or served from any static host, and a browser h
 from __future__ import annotations
 
 import base64
-import math
 import re
 from html import escape
 from pathlib import Path
@@ -15,8 +14,19 @@ from pathlib import Path
 import pandas as pd
 
 from gsibench.leaderboard.data import BatteryRuns
-from gsibench.leaderboard.markdown import HOW_TO_READ, arrow, overall_cells
-from gsibench.leaderboard.tables import fmt, fmt_rank
+from gsibench.leaderboard.markdown import (
+    Table,
+    arrow,
+    findings,
+    how_to_read,
+    links_cells,
+    mechanism_cells,
+    outcome_cells,
+    overall_cells,
+    scale_cells,
+    seeds_line,
+    worked_example,
+)
 
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", sans-serif; margin: 2em auto; max-width: 1250px;
@@ -37,8 +47,10 @@ pre { padding: 0.7em; overflow-x: auto; } .note { color: #555; font-size: 0.9em;
 
 
 def emphasis(text: str) -> str:
-    """Escaped ``text`` with Markdown ``*emphasis*`` as ``<em>``."""
-    return re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", escape(text))
+    """Escaped ``text`` with Markdown ``**strong**``, ``*emphasis*`` and ```code``` as HTML."""
+    html = re.sub(r"[*][*]([^*]+)[*][*]", r"<strong>\1</strong>", escape(text))
+    html = re.sub(r"[*]([^*]+)[*]", r"<em>\1</em>", html)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", html)
 
 
 def image_tag(path: Path, alt: str) -> str:
@@ -62,33 +74,20 @@ def table_html(header: list[str], rows: list[list[str]], best: list[set[int]] | 
 
 def overall_html(data: BatteryRuns, overall: pd.DataFrame) -> str:
     header, rows = overall_cells(data, overall)
-    top_rank = overall["mean_rank"].min()
-    best = [{1} if rank == top_rank else set() for rank in overall["mean_rank"]]
+    best = [{1} if rank == 1 else set() for rank in overall["robust_rank"]]
     return table_html(header, rows, best)
 
 
-def task_html(data: BatteryRuns, cells: pd.DataFrame, task: str) -> str:
-    """Every row of ``leaderboard.csv`` for ``task``; rank-1 cells highlighted."""
-    score = data.scores.get(task)
-    header = ["optimizer", "perturbation", "seeds", "lr", "ω1", "sensitivity", "divergence"]
-    header += [f"{score.name} {arrow(score.higher_is_better)}", "val drop"] if score else ["final loss"]
-    header += ["diverged", "rank"]
-    rows, best = [], []
-    for row in cells[cells["task"] == task].to_dict("records"):
-        line = [row["optimizer"], row["perturbation"], str(row["seeds"]),
-                "—" if not math.isfinite(row["lr"]) else f"{row['lr']:.3g}",
-                fmt(row["omega1"], row["omega1_ci"]), fmt(row["sensitivity"], row["sensitivity_ci"]),
-                fmt(row["divergence"], row["divergence_ci"])]
-        line += ([fmt(row["val_score"], row["val_score_ci"]), fmt(row["val_drop"], row["val_drop_ci"])] if score
-                 else [fmt(row["final_loss"], row["final_loss_ci"])])
-        line += [f"{100 * row['diverged_frac']:.0f}%", fmt_rank(row["rank"])]
-        rows.append(line)
-        best.append({len(line) - 1} if row["rank"] == 1 else set())
-    return table_html(header, rows, best, spec_column=1)
+def _marked(table: Table) -> str:
+    """A per-task table with every rank-1 cell highlighted (cells that end in ``(1)`` or ``(1=)``)."""
+    header, rows = table
+    best = [{c for c, cell in enumerate(row) if cell.endswith(("(1)", "(1=)"))} for row in rows]
+    return table_html(header, rows, best)
 
 
-def page(data: BatteryRuns, cells: pd.DataFrame, overall: pd.DataFrame, figures: list[tuple[str, Path, str]],
-         commands: list[str], provenance: dict[str, str]) -> str:
+def page(data: BatteryRuns, cells: pd.DataFrame, overall: pd.DataFrame, links: pd.DataFrame,
+         figures: list[tuple[str, Path, str]], commands: list[str], provenance: dict[str, str],
+         common: list[int]) -> str:
     """The whole page; ``figures`` are (title, png path, caption)."""
     parts = [
         "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
@@ -97,11 +96,20 @@ def page(data: BatteryRuns, cells: pd.DataFrame, overall: pd.DataFrame, figures:
         "<h1>gsibench leaderboard</h1>",
         f'<p class="note">MLflow experiment <code>{escape(data.experiment)}</code>, {len(data.runs)} runs; '
         + escape(", ".join(f"{k} {v}" for k, v in provenance.items())) + ".</p>",
-        "<h2>Overall</h2>", overall_html(data, overall),
-        f"<p>{emphasis(HOW_TO_READ)}</p>",
-        "<p>Regenerate:</p><pre>" + escape("\n".join(commands)) + "</pre>",
-        "<h2>Plots</h2>",
+        "<h2>Overall (sorted by robust quality)</h2>", overall_html(data, overall),
+        f'<p class="note">{escape(seeds_line(data, common))}</p>',
+        "<h2>How to read it</h2>", f"<p>{emphasis(how_to_read(data))}</p>", table_html(*scale_cells(data)),
+        f"<p>{emphasis(worked_example(data, cells))}</p>",
     ]
+    found = findings(data, cells)
+    if found:
+        parts += ["<h2>Findings</h2>", "<ul>" + "".join(f"<li>{emphasis(line)}</li>" for line in found) + "</ul>"]
+    if not links.empty:
+        parts += ["<h2>What the robustness numbers predict</h2>",
+                  "<p>Spearman's ρ between a mechanism metric and the quality drop (clean minus perturbed normalised "
+                  "score) across the perturbed cells; the pooled row ranks within each task first; 95% bootstrap "
+                  "intervals.</p>", table_html(*links_cells(links))]
+    parts += ["<p>Regenerate:</p><pre>" + escape("\n".join(commands)) + "</pre>", "<h2>Plots</h2>"]
     for title, path, caption in figures:
         parts.append(f"<figure><h3>{escape(title)}</h3>{image_tag(path, title)}"
                      f"<figcaption>{escape(caption)}</figcaption></figure>")
@@ -109,6 +117,11 @@ def page(data: BatteryRuns, cells: pd.DataFrame, overall: pd.DataFrame, figures:
     for task in data.tasks:
         score = data.scores.get(task)
         subtitle = f"{score.name} {arrow(score.higher_is_better)}" if score else "no validation score"
-        parts += [f"<h3>{escape(task)} ({escape(subtitle)})</h3>", task_html(data, cells, task)]
+        parts.append(f"<h3>{escape(task)} ({escape(subtitle)})</h3>")
+        if task in data.normalisers:
+            parts += ["<p>Outcome: normalised score (rank) per perturbation; †n = n seeds diverged or collapsed.</p>",
+                      _marked(outcome_cells(data, cells, task))]
+        parts += ["<p>Mechanism: update sensitivity per perturbation.</p>",
+                  table_html(*mechanism_cells(data, cells, task))]
     parts.append("</body></html>")
     return "\n".join(parts)

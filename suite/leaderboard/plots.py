@@ -5,8 +5,7 @@
 * ``sensitivity.png`` — update sensitivity per perturbation, bars per optimizer and task with 95% CIs;
 * ``lr_sensitivity.png`` — validation score against learning rate from the tuning sweep (DeepOBS,
   Schmidt et al. 2021, Fig. 5 style): flat curves mean an optimizer forgives a badly chosen lr;
-* ``performance_profile.png`` — Dolan & Moré (2002) profiles as used by AlgoPerf (Dahl et al. 2023):
-  ρ(τ) = share of problems on which an optimizer's cost is within τ× the best optimizer's;
+* ``pareto.png`` — quality against robust quality (and against update sensitivity), the frontier marked;
 * ``omega_grid_<task>.png`` — ω1 over the (β1, β2) grid with the diagonal test, when grid runs exist.
 """
 
@@ -19,13 +18,9 @@ import numpy as np
 import pandas as pd
 
 from gsibench.leaderboard.data import BatteryRuns, metric_history
-from gsibench.leaderboard.stats import mean_ci
-from gsibench.leaderboard.tables import ranking_values
 
 SENSITIVITY_FLOOR = 1e-4
-"""Bars and profile costs below this are drawn at it (a log axis cannot show 0)."""
-PROFILE_FLOOR = 1e-3
-"""Costs below this count as equal in the robustness profile (0.1% deviation of ‖R_k‖)."""
+"""Bars and points below this are drawn at it (a log axis cannot show 0)."""
 
 
 def _pyplot():
@@ -166,70 +161,55 @@ def lr_sensitivity(data: BatteryRuns, optimizers: list[str], path: Path) -> Path
     return _save(fig, path)
 
 
-def profile_curve(costs: dict[str, list[float]], taus: np.ndarray) -> dict[str, np.ndarray]:
-    """Dolan–Moré: for each optimizer ρ(τ) = share of problems with cost ≤ τ · best cost of that problem.
-    ``costs[optimizer][i]`` is the cost on problem i (``inf`` for diverged/missing)."""
-    matrix = np.array(list(costs.values()), dtype=float)
-    if matrix.size == 0:
-        return {}
-    best = np.min(matrix, axis=0)
-    ratios = matrix / np.where(best > 0, best, 1.0)
-    ratios[:, ~np.isfinite(best)] = np.inf
-    return {name: np.array([(row <= tau).mean() for tau in taus]) for name, row in zip(costs, ratios)}
+def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
+    """The entries no other entry beats on both axes (higher is better on both), by x."""
+    front = [name for name, (x, y) in points.items()
+             if not any(ox >= x and oy >= y and (ox > x or oy > y) for other, (ox, oy) in points.items()
+                        if other != name)]
+    return sorted(front, key=lambda name: points[name][0])
 
 
-def profile_costs(data: BatteryRuns, cells: pd.DataFrame, optimizers: list[str]) -> dict[str, dict[str, list]]:
-    """Costs for the two profiles: robustness (sensitivity per perturbed (task, perturbation), floored at
-    :data:`PROFILE_FLOOR`) and validation (per scored task, clean: error rate 1 − score for a
-    higher-is-better score in [0, 1], the score itself for a lower-is-better one)."""
-    robust: dict[str, list] = {o: [] for o in optimizers}
-    quality: dict[str, list] = {o: [] for o in optimizers}
-    for task in data.tasks:
-        for perturbation in data.perturbations(task):
-            if perturbation == "none":
-                continue
-            values = ranking_values(data, task, perturbation) or {}
-            for optimizer in optimizers:
-                seeds = values.get(optimizer, {})
-                mean = mean_ci(list(seeds.values()))[0]
-                robust[optimizer].append(max(mean, PROFILE_FLOOR) if math.isfinite(mean) else math.inf)
-        score = data.scores.get(task)
-        if score is None:
-            continue
-        clean = cells[(cells["task"] == task) & (cells["perturbation"] == "none")].set_index("optimizer")
-        for optimizer in optimizers:
-            value = clean["val_score"].get(optimizer, math.nan)
-            cost = (1.0 - value) if score.higher_is_better else value
-            quality[optimizer].append(max(cost, 1e-12) if math.isfinite(cost) else math.inf)
-    return {"robustness": robust, "validation": quality}
-
-
-def performance_profile(data: BatteryRuns, cells: pd.DataFrame, optimizers: list[str], path: Path) -> Path | None:
+def pareto(overall: pd.DataFrame, path: Path) -> Path | None:
+    """Quality (x) against robust quality (left) and against mean update sensitivity (right), one point per
+    optimizer with its 95% intervals, the Pareto frontier of the left panel drawn: "invariant but weak"
+    sits low on the right and left of the frontier, "strong but fragile" right and low on the left."""
     plt = _pyplot()
-    costs = profile_costs(data, cells, optimizers)
-    panels = [(name, c) for name, c in costs.items() if c and len(next(iter(c.values()), [])) > 0]
-    if not panels:
+    rows = overall[np.isfinite(overall["quality"].to_numpy(float))
+                   & np.isfinite(overall["robust_quality"].to_numpy(float))]
+    if rows.empty:
         return None
-    colors = _colors(optimizers)
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.0 * len(panels), 3.5), squeeze=False)
-    titles = {"robustness": "robustness profile: update sensitivity over perturbed (task, perturbation)",
-              "validation": "validation profile: clean error over scored tasks"}
-    for ax, (name, panel) in zip(axes.flat, panels):
-        finite = np.array([v for row in panel.values() for v in row if math.isfinite(v)])
-        best = np.array([min(col) for col in zip(*panel.values())])
-        top = max(2.0, float(np.nanmax(finite / np.min(best[np.isfinite(best)]))) * 1.5) if finite.size else 2.0
-        taus = np.logspace(0, math.log10(top), 200)
-        curves = profile_curve(panel, taus)
-        for i, optimizer in enumerate(optimizers):
-            ax.step(taus, curves[optimizer] + (i - len(optimizers) / 2) * 0.004, where="post",
-                    color=colors[optimizer], lw=1.4, label=optimizer)
-        ax.set_xscale("log")
-        ax.set_ylim(-0.03, 1.05)
-        ax.set_xlabel("τ (cost ≤ τ × best optimizer's cost)", fontsize=8)
-        ax.set_ylabel("share of problems ρ(τ)", fontsize=8)
-        ax.set_title(f"{titles[name]} ({len(best)} problems)", fontsize=8)
+    colors = _colors(list(rows["optimizer"]))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
+    points = {r["optimizer"]: (r["quality"], r["robust_quality"]) for r in rows.to_dict("records")}
+    front = pareto_front(points)
+    for r in rows.to_dict("records"):
+        name, color = r["optimizer"], colors[r["optimizer"]]
+        left.errorbar(r["quality"], r["robust_quality"], xerr=np.nan_to_num(r["quality_ci"]),
+                      yerr=np.nan_to_num(r["robust_quality_ci"]), fmt="o", color=color, ms=6, capsize=2,
+                      mec="black" if name in front else color, label=name)
+        left.annotate(name, (r["quality"], r["robust_quality"]), fontsize=7, xytext=(4, 4),
+                      textcoords="offset points")
+        sensitivity = max(r["sensitivity"], SENSITIVITY_FLOOR) if math.isfinite(r["sensitivity"]) else math.nan
+        right.errorbar(r["quality"], sensitivity, xerr=np.nan_to_num(r["quality_ci"]), fmt="o", color=color, ms=6,
+                       capsize=2)
+        right.annotate(name, (r["quality"], sensitivity), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    if len(front) > 1:
+        left.plot([points[n][0] for n in front], [points[n][1] for n in front], "--", color="gray", lw=1,
+                  label="Pareto frontier")
+    low = min(0.0, float(rows[["quality", "robust_quality"]].min().min()))
+    high = max(1.05, float(rows[["quality", "robust_quality"]].max().max()) + 0.05)
+    left.plot([low, high], [low, high], ":", color="lightgray", lw=1)  # robust = clean: lost nothing
+    left.set_xlabel("quality: clean normalised score (0 = trivial baseline, 1 = reference)", fontsize=8)
+    left.set_ylabel("robust quality: normalised score under the perturbations", fontsize=8)
+    left.set_title("outcome (frontier: no entry better on both)", fontsize=9)
+    right.set_yscale("log")
+    right.set_xlabel("quality: clean normalised score", fontsize=8)
+    right.set_ylabel(f"mean update sensitivity (mechanism; < {SENSITIVITY_FLOOR:g} drawn at it)", fontsize=8)
+    right.set_title("mechanism: sign methods are invariant by construction", fontsize=9)
+    for ax in (left, right):
         ax.tick_params(labelsize=7)
-    axes.flat[-1].legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0), frameon=False)
+        ax.grid(alpha=0.3)
+    left.legend(fontsize=7, loc="upper left", frameon=False)
     fig.tight_layout()
     return _save(fig, path)
 

@@ -21,6 +21,10 @@ Why not Wilcoxon's signed-rank test: with n paired seeds its smallest two-sided 
 0.05 and every rank would tie; a sign-flip permutation test has the same floor. The t-test assumes
 roughly normal per-seed differences; that is the price of deciding anything from 3 seeds.
 
+**Tiers.** On the leaderboard an entry with a diverged or collapsed seed on a row ranks below every entry
+without one (:func:`tiered_ranks`), whatever the test says: a run that failed is not "tied" with one that
+did not.
+
 A seed on which both optimizers produce the same value contributes a zero difference; when all
 differences are equal and non-zero (a deterministic task such as the oracle, where seeds do not change
 the run) the difference is exact and counts as significant; differences below :data:`EQUIVALENCE`
@@ -114,17 +118,24 @@ def significance_ranks(values: Mapping[str, Mapping[int, float]], lower_is_bette
     return {name: 1 + count for name, count in better_than.items()}, tests
 
 
-def worst_substituted(values: Mapping[str, Mapping[int, float]], failed: Mapping[str, set[int]],
-                      lower_is_better: bool) -> dict[str, dict[int, float]]:
-    """``values`` with every diverged (seed in ``failed[optimizer]``) or non-finite entry replaced by
-    the worst finite value of the whole group: a run that blew up is at least as bad as the worst
-    run that finished."""
-    finite = [v for per_seed in values.values() for v in per_seed.values() if v is not None and math.isfinite(v)]
-    if not finite:
-        return {name: dict(per_seed) for name, per_seed in values.items()}
-    worst = max(finite) if lower_is_better else min(finite)
-    out = {}
-    for name, per_seed in values.items():
-        bad = failed.get(name, set())
-        out[name] = {s: (worst if s in bad or v is None or not math.isfinite(v) else v) for s, v in per_seed.items()}
-    return out
+def tiered_ranks(values: Mapping[str, Mapping[int, float]], failures: Mapping[str, int], alpha: float = ALPHA
+                 ) -> tuple[dict[str, int], list[tuple[str, str, float, float]]]:
+    """Ranks of entries by a higher-is-better outcome ``{entry: {seed: value}}`` in two tiers.
+
+    An entry with a failed seed (``failures[entry] > 0``: diverged or collapsed, already scored as the
+    trivial baseline) is never level with or ahead of one without: every failure-free entry counts as
+    ahead of it. Within a tier an entry is ahead when a paired t-test on the common seeds says so
+    (Benjamini–Hochberg over all pairs, :func:`significance_ranks`). Rank = 1 + entries ahead of it;
+    equal ranks are ties."""
+    _, tests = significance_ranks(values, lower_is_better=False, alpha=alpha)
+    means = {name: float(np.mean([v for v in per_seed.values() if math.isfinite(v)]))
+             for name, per_seed in values.items() if any(math.isfinite(v) for v in per_seed.values())}
+    ahead: dict[str, set[str]] = {name: set() for name in means}
+    for a, b, _, adjusted in tests:
+        if a in means and b in means and adjusted < alpha and (failures.get(a, 0) > 0) == (failures.get(b, 0) > 0):
+            winner, loser = (a, b) if means[a] > means[b] else (b, a)
+            ahead[loser].add(winner)
+    for loser in means:
+        if failures.get(loser, 0) > 0:
+            ahead[loser] |= {name for name in means if failures.get(name, 0) == 0}
+    return {name: 1 + len(others) for name, others in ahead.items()}, tests

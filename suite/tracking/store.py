@@ -205,7 +205,7 @@ class Tracker:
         params = {"optimizer": cell.optimizer, "optimizer_name": cell.optimizer_name, "task": cell.task,
                   "task_name": cell.task_name, "perturbation": cell.perturbation, "seed": cell.seed,
                   "steps": cell.steps, "schedule": cell.schedule, "warmup": cell.warmup, "clip": cell.clip,
-                  "device": cell.device, **self.versions}
+                  "device": cell.device, "imports": ",".join(cell.imports), **self.versions}
         params.update({f"opt.{k}": v for k, v in cell.hparams})
         params.update({f"task.{k}": v for k, v in cell.task_options})
         params.update({f"info.{k}": v for k, v in result.info.items()})
