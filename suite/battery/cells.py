@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, replace
+from functools import cached_property
 from typing import Any
 
 KEY_VERSION = 1
@@ -44,7 +45,7 @@ class Cell:
     def make(cls, *, hparams: dict[str, Any], task_options: dict[str, Any], **fields: Any) -> Cell:
         return cls(hparams=_freeze(hparams), task_options=_freeze(task_options), **fields)
 
-    @property
+    @cached_property
     def key(self) -> str:
         """Hash of the full spec (imports excluded: they say where names come from, not what runs)."""
         spec = asdict(self)

@@ -24,7 +24,7 @@ from gsibench.execution.executors import Executor
 from gsibench.execution.spool import Spool
 from gsibench.measure.result import CellResult
 from gsibench.measure.twins import compare
-from gsibench.tracking.store import Tracker
+from gsibench.tracking.store import Tracker, WriteFailed
 
 
 @dataclass
@@ -68,6 +68,8 @@ def flush_spool(spool: Spool, tracker: Tracker) -> int:
             if result.status == "finished":
                 done[cell.key] = run_id
             written += 1
+    tracker.flush()  # every spooled run is in the store before its file goes
+    for entry in entries:
         spool.remove(entry)
     return written
 
@@ -113,6 +115,16 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
                 return None
         return twins.get(key)
 
+    def keep_one(result: CellResult, comparison: dict[str, float] | None) -> None:
+        spool.save(tracker.experiment_name, tracker.uri, result, comparison)
+        outcome.run_ids.pop(result.cell.key, None)
+        outcome.spooled += 1
+
+    def keep(error: WriteFailed) -> None:
+        outcome.store_error = str(error)
+        for result, comparison, _ in error.queued:
+            keep_one(result, comparison)
+
     def log(result: CellResult, twin: CellResult | None) -> None:
         comparison = None
         if twin is not None and twin.status == "finished" and result.status == "finished":
@@ -121,11 +133,10 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
         if outcome.store_error is None:
             try:
                 outcome.run_ids[result.cell.key] = tracker.log(result, comparison, twin_run)
-            except Exception as error:  # the store went away: keep this and every later result locally
-                outcome.store_error = f"{type(error).__name__}: {error}"
-        if outcome.store_error is not None:
-            spool.save(tracker.experiment_name, tracker.uri, result, comparison)
-            outcome.spooled += 1
+            except WriteFailed as error:  # the store went away: keep these and every later result locally
+                keep(error)
+        else:
+            keep_one(result, comparison)
         outcome.ran += 1
         outcome.diverged += result.diverged
         if result.status == "failed":
@@ -157,4 +168,8 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
         if close is not None:
             close()
         progress.end()
+        try:
+            tracker.flush()  # the runs still queued (also on Ctrl-C: what finished is kept)
+        except WriteFailed as error:
+            keep(error)
     return outcome

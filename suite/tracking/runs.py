@@ -11,15 +11,10 @@ from gsibench.tracking.store import Tracker
 def runs_frame(tracker: Tracker, run_ids: set[str] | None = None) -> pd.DataFrame:
     """One row per run: params, summary metrics, status, tags used by the battery."""
     rows = []
-    for run in tracker.runs():
-        if run_ids is not None and run.info.run_id not in run_ids:
-            continue
-        row = {"run_id": run.info.run_id, "status": run.info.status,
-               "outcome": run.data.tags.get("gsibench.status", run.info.status.lower()),
-               "cell_key": run.data.tags.get("cell_key")}
-        row.update(run.data.params)
-        row.update(run.data.metrics)
-        rows.append(row)
+    for row in tracker.rows(run_ids):
+        row["outcome"] = row.get("gsibench.status", str(row["status"]).lower())
+        row.setdefault("cell_key", None)
+        rows.append({key: value for key, value in row.items() if not key.startswith("series.")})
     frame = pd.DataFrame(rows)
     if not frame.empty and "seed" in frame:
         frame["seed"] = frame["seed"].astype(int)

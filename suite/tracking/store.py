@@ -1,7 +1,9 @@
 """MLflow tracking: one experiment per battery, one run per cell, the clean twin linked by tag.
 
 Only the driver writes (workers return results), so a SQLite store never sees two writers.
-A run is created, filled and terminated in one go; a run left ``RUNNING`` (the driver was killed
+A run is written whole (:class:`~gsibench.tracking.sqlite_store.RunRecord`: directly into a SQLite
+store, several per transaction; through ``MlflowClient`` elsewhere, created, filled and terminated in
+one go); a run left ``RUNNING`` (the driver was killed
 while logging) is marked ``KILLED`` on the next start and its cell is redone — a cell is done when
 a ``FINISHED`` run carries its key, so results are neither lost nor duplicated.
 
@@ -13,6 +15,7 @@ twin's final parameters are in the artifact ``trace.npz``; thinned series are ML
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import sqlite3
@@ -21,24 +24,27 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+import uuid
 from contextlib import closing, suppress
+from importlib.metadata import version as package_version
 from pathlib import Path
 
 import numpy as np
-import torch
-from mlflow.entities import Metric, Param
-from mlflow.exceptions import MlflowException
-from mlflow.tracking import MlflowClient
 
 import gsibench
 from gsibench.battery.cells import Cell
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.core.errors import UsageError
 from gsibench.measure.result import CellResult
+from gsibench.tracking.sqlite_store import RunRecord, SqliteStore, sqlite_path
 
 SERIES_POINTS = 250
 """Points per step series in MLflow's metric history (the artifact keeps every step)."""
 LOGGED_SERIES = ("loss", "update_norm", "scale")
+FLUSH_RUNS = 32
+FLUSH_SECONDS = 2.0
+"""A SQLite store gets the queued runs in one transaction when this many are queued, or this long after
+the first of them (and whenever the driver flushes)."""
 
 
 def default_uri() -> str:
@@ -90,39 +96,75 @@ def use_wal(uri: str) -> None:
         pass
 
 
+class WriteFailed(Exception):
+    """The store refused runs; ``queued`` holds (result, comparison, twin run id) of every run that did
+    not reach it — this one and any queued before it — for the caller to keep (the spool)."""
+
+    def __init__(self, cause: BaseException, queued: list[tuple]):
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.queued = queued
+
+
 class Tracker:
-    """The battery's view of MLflow: what is done, and how a result is written."""
+    """The battery's view of MLflow: what is done, and how a result is written.
+
+    A SQLite store at the schema :mod:`~gsibench.tracking.sqlite_store` knows is written directly, whole
+    runs at a time, :data:`FLUSH_RUNS` runs or :data:`FLUSH_SECONDS` per transaction (and at
+    :meth:`flush`); anything else (a tracking server, another schema) through ``MlflowClient``, run by
+    run. Either way a run appears in the store FINISHED with its artifact, or not at all.
+    """
 
     def __init__(self, uri: str | None = None, experiment: str = "gsibench"):
         self.uri = uri or default_uri()
+        self.experiment_name = experiment
         # MLflow prints two "View run" lines per run to stdout for a server, after one more request
         os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
         check_reachable(self.uri)
         use_wal(self.uri)
-        self.client = MlflowClient(tracking_uri=self.uri)
-        self.experiment_name = experiment
+        self._client = None
+        self.fast = SqliteStore.open(self.uri, experiment)
+        if self.fast is None:
+            self.experiment_id = self._open_with_mlflow(experiment)
+            self.fast = SqliteStore.open(self.uri, experiment)
+        else:
+            self.experiment_id = self.fast.experiment_id
+        self._queued: list[tuple] = []
+        self._oldest = 0.0
+        self.versions = {"gsibench_version": gsibench.__version__, "torch_version": package_version("torch"),
+                         "git_commit": git_commit()}
+
+    @property
+    def client(self):
+        """An ``MlflowClient`` on the store (created on first use: MLflow takes seconds to import)."""
+        if self._client is None:
+            from mlflow.tracking import MlflowClient
+
+            self._client = MlflowClient(tracking_uri=self.uri)
+        return self._client
+
+    def _open_with_mlflow(self, experiment: str) -> str:
+        """The experiment's id, creating the store (MLflow runs its migrations) and the experiment if needed."""
+        from mlflow.exceptions import MlflowException
+
         try:
             found = self.client.get_experiment_by_name(experiment)
             if found is None:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=self._artifacts())
-            else:
-                self.experiment_id = found.experiment_id
+                return self.client.create_experiment(experiment, artifact_location=self._artifacts())
+            return found.experiment_id
         except MlflowException as error:
             raise UsageError(f"MLflow tracking store '{self.uri}' is not usable: {error.message}") from None
         except Exception as error:  # connection refused, DNS, ...
             raise UsageError(f"MLflow tracking store '{self.uri}' is unreachable: {error}") from None
-        self.versions = {"gsibench_version": gsibench.__version__, "torch_version": torch.__version__,
-                         "git_commit": git_commit()}
 
     def _artifacts(self) -> str | None:
         """Artifacts of a SQLite store go beside the database file; a server decides its own."""
-        if self.uri.startswith("sqlite:///"):
-            return (Path(self.uri.removeprefix("sqlite:///")).parent / "mlruns").resolve().as_uri()
-        return None
+        path = sqlite_path(self.uri)
+        return None if path is None else (path.parent / "mlruns").resolve().as_uri()
 
     # ---- reading ------------------------------------------------------------------------------
     def runs(self, filter_string: str = "") -> list:
-        """Every run of the experiment matching ``filter_string`` (all pages)."""
+        """Every run of the experiment matching ``filter_string`` (MLflow ``Run`` objects, all pages)."""
+        self.flush()
         runs, token = [], None
         while True:
             page = self.client.search_runs([self.experiment_id], filter_string, max_results=1000, page_token=token)
@@ -131,13 +173,31 @@ class Tracker:
             if not token:
                 return runs
 
+    def rows(self, run_ids: set[str] | None = None) -> list[dict]:
+        """One flat dict per run (``run_id``, ``status``, ``start_time``, then every tag, param and
+        summary metric by its name), optionally only the runs in ``run_ids``."""
+        self.flush()
+        if self.fast is not None:
+            return self.fast.rows(run_ids)
+        out = []
+        for run in self.runs():
+            if run_ids is None or run.info.run_id in run_ids:
+                out.append({"run_id": run.info.run_id, "status": run.info.status, "start_time": run.info.start_time,
+                            **run.data.tags, **run.data.params, **run.data.metrics})
+        return out
+
     def finished(self) -> dict[str, str]:
         """cell key -> run id of its FINISHED run."""
+        self.flush()
+        if self.fast is not None:
+            return self.fast.finished()
         return {run.data.tags["cell_key"]: run.info.run_id
                 for run in self.runs("attributes.status = 'FINISHED'") if "cell_key" in run.data.tags}
 
     def mark_interrupted(self) -> int:
         """Runs left RUNNING by a killed driver become KILLED (their cells are redone). Returns how many."""
+        if self.fast is not None:
+            return self.fast.mark_interrupted()
         stale = self.runs("attributes.status = 'RUNNING'")
         for run in stale:
             self.client.set_terminated(run.info.run_id, "KILLED")
@@ -145,10 +205,12 @@ class Tracker:
 
     def load_trace(self, run_id: str, cell: Cell) -> CellResult:
         """The stored result of a finished run, enough to serve as a clean twin."""
-        with tempfile.TemporaryDirectory() as tmp:
-            path = self.client.download_artifacts(run_id, "trace.npz", tmp)
-            with np.load(path) as data:
-                arrays = {k: data[k] for k in data.files}
+        self.flush()
+        if self.fast is not None and self.fast.artifact(run_id, "trace.npz").is_file():
+            arrays = read_trace(self.fast.artifact(run_id, "trace.npz"))
+        else:
+            with tempfile.TemporaryDirectory() as tmp:
+                arrays = read_trace(Path(self.client.download_artifacts(run_id, "trace.npz", tmp)))
         scalars = arrays.pop("scalars")
         final = arrays.pop("final_params", None)
         travel, val_score, diverged = (float(x) for x in scalars)
@@ -158,7 +220,40 @@ class Tracker:
     # ---- writing ------------------------------------------------------------------------------
     def log(self, result: CellResult, comparison: dict[str, float] | None = None,
             twin_run_id: str | None = None) -> str:
-        """Write one cell's run; returns its run id."""
+        """Write one cell's run (now, or with the next batch); returns its run id. Raises
+        :class:`WriteFailed` when the store refuses it, with every run that did not get in."""
+        record = self.record(result, comparison, twin_run_id)
+        self._queued.append((result, comparison, twin_run_id))
+        if self.fast is None:
+            try:
+                self._log_with_mlflow(record)
+            except BaseException as error:
+                queued, self._queued = self._queued, []
+                if isinstance(error, Exception):
+                    raise WriteFailed(error, queued) from error
+                raise
+            self._queued = []
+            return record.run_id
+        if not self.fast.pending:
+            self._oldest = time.monotonic()
+        self.fast.add(record)
+        if len(self.fast.pending) >= FLUSH_RUNS or time.monotonic() - self._oldest >= FLUSH_SECONDS:
+            self.flush()
+        return record.run_id
+
+    def flush(self) -> None:
+        """Write the queued runs now (the driver calls this when a battery ends or stops)."""
+        if self.fast is None or not self.fast.pending:
+            return
+        try:
+            self.fast.flush()
+        except Exception as error:
+            queued, self._queued, self.fast.pending = self._queued, [], []
+            raise WriteFailed(error, queued) from error
+        self._queued = []
+
+    def record(self, result: CellResult, comparison: dict[str, float] | None, twin_run_id: str | None) -> RunRecord:
+        """The whole run of a result: tags, params, summary metrics, thinned series and the artifact."""
         cell = result.cell
         now = int(time.time() * 1000)
         tags = {"cell_key": cell.key, "kind": "clean" if cell.is_clean else "perturbed",
@@ -169,36 +264,39 @@ class Tracker:
             tags["twin_key"] = cell.twin.key
             if twin_run_id:
                 tags["twin_run_id"] = twin_run_id
-        run = self.client.create_run(self.experiment_id, start_time=now - int(result.wall_seconds * 1000),
-                                     tags=tags, run_name=cell.label())
-        run_id = run.info.run_id
-        try:
-            self._fill(run_id, result, comparison, now)
-        except KeyboardInterrupt:  # Ctrl-C while writing: mark the run now rather than at the next start
-            with suppress(Exception):
-                self.client.set_terminated(run_id, "KILLED")
-            raise
-        self.client.set_terminated(run_id, "FAILED" if result.status == "failed" else "FINISHED", end_time=now)
-        return run_id
-
-    def _fill(self, run_id: str, result: CellResult, comparison: dict[str, float] | None, now: int) -> None:
-        """Params, summary metrics and thinned series in one ``log_batch``; then the artifact."""
-        params = [Param(k, str(v)) for k, v in self._params(result).items()]
-        metrics = [Metric(k, v, now, 0) for k, v in result.metrics(comparison).items()]
+        metrics = [(k, float(v), now, 0) for k, v in result.metrics(comparison).items()]
         stride = max(1, math.ceil(len(result.update_norm) / SERIES_POINTS))
         for name in LOGGED_SERIES:
             values = result.series.get(name)
             if values is not None:
-                metrics += [Metric(f"series.{name}", float(values[k]), now, k)
-                            for k in range(0, len(values), stride)]
-        self.client.log_batch(run_id, metrics=metrics, params=params)
-        with tempfile.TemporaryDirectory() as tmp:
-            if result.status == "failed":
-                (Path(tmp) / "traceback.txt").write_text(result.error or "")
-                self.client.log_artifact(run_id, str(Path(tmp) / "traceback.txt"))
-            else:
-                self._write_trace(result, Path(tmp) / "trace.npz")
-                self.client.log_artifact(run_id, str(Path(tmp) / "trace.npz"))
+                metrics += [(f"series.{name}", float(values[k]), now, k) for k in range(0, len(values), stride)]
+        if result.status == "failed":
+            artifacts = {"traceback.txt": (result.error or "").encode()}
+        else:
+            artifacts = {"trace.npz": trace_bytes(result)}
+        return RunRecord(uuid.uuid4().hex, cell.label(), now - int(result.wall_seconds * 1000), now,
+                         "FAILED" if result.status == "failed" else "FINISHED", tags,
+                         {k: str(v) for k, v in self._params(result).items()}, metrics, artifacts)
+
+    def _log_with_mlflow(self, record: RunRecord) -> None:
+        """The same run through ``MlflowClient`` (a server, or a store of another schema)."""
+        from mlflow.entities import Metric, Param
+
+        run = self.client.create_run(self.experiment_id, start_time=record.start_time, tags=record.tags,
+                                     run_name=record.name)
+        record.run_id = run.info.run_id
+        try:
+            self.client.log_batch(record.run_id, metrics=[Metric(*m) for m in record.metrics],
+                                  params=[Param(k, v) for k, v in record.params.items()])
+            with tempfile.TemporaryDirectory() as tmp:
+                for name, content in record.artifacts.items():
+                    (Path(tmp) / name).write_bytes(content)
+                    self.client.log_artifact(record.run_id, str(Path(tmp) / name))
+        except KeyboardInterrupt:  # Ctrl-C while writing: mark the run now rather than at the next start
+            with suppress(Exception):
+                self.client.set_terminated(record.run_id, "KILLED")
+            raise
+        self.client.set_terminated(record.run_id, record.status, end_time=record.end_time)
 
     def _params(self, result: CellResult) -> dict[str, object]:
         cell = result.cell
@@ -215,10 +313,18 @@ class Tracker:
             params.update(score_name=result.score.name, score_higher_is_better=result.score.higher_is_better)
         return params
 
-    @staticmethod
-    def _write_trace(result: CellResult, path: Path) -> None:
-        arrays = dict(result.series)
-        arrays["scalars"] = np.array([result.travel, result.val_score, float(result.diverged)])
-        if result.cell.is_clean and result.final_params is not None:
-            arrays["final_params"] = result.final_params
-        np.savez_compressed(path, **arrays)
+
+def trace_bytes(result: CellResult) -> bytes:
+    """``trace.npz``: every step's series, (travel, val_score, diverged), and a clean run's final θ."""
+    arrays = dict(result.series)
+    arrays["scalars"] = np.array([result.travel, result.val_score, float(result.diverged)])
+    if result.cell.is_clean and result.final_params is not None:
+        arrays["final_params"] = result.final_params
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)  # uncompressed: float32 parameters hardly compress, and zlib cost ~10 ms a run
+    return buffer.getvalue()
+
+
+def read_trace(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {k: data[k] for k in data.files}

@@ -18,15 +18,16 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from mlflow.exceptions import MlflowException
 
 import gsibench.execution.executors
 import gsibench.execution.runner
+import gsibench.tracking.store
 from gsibench.battery.spec import Battery
 from gsibench.cli import main
 from gsibench.execution.driver import run_battery
 from gsibench.execution.executors import LocalExecutor
 from gsibench.execution.spool import Spool
+from gsibench.tracking.sqlite_store import SqliteStore
 from gsibench.tracking.store import Tracker
 
 REPO = Path(__file__).resolve().parents[2]
@@ -97,20 +98,20 @@ def test_unreachable_server_is_a_clear_error_before_any_training(tmp_path, monke
     assert time.monotonic() - start < 30  # not MLflow's four minutes of retries
 
 
-def failing_log(real_log, fail_from: int, write_first: bool):
-    """Tracker.log that works ``fail_from`` times, then fails like a server that went away. With
-    ``write_first`` the failing call still writes its run (the answer is what gets lost)."""
+def failing_flush(real_flush, fail_from: int, write_first: bool):
+    """SqliteStore.flush that works ``fail_from`` times, then fails like a disk or server that went away.
+    With ``write_first`` the failing call still writes its runs (the answer is what gets lost)."""
     calls = Counter()
 
-    def log(self, result, comparison=None, twin_run_id=None):
+    def flush(self):
         calls["n"] += 1
         if calls["n"] > fail_from:
             if write_first and calls["n"] == fail_from + 1:
-                real_log(self, result, comparison, twin_run_id)
-            raise MlflowException("API request to http://127.0.0.1:5000 failed: Connection refused")
-        return real_log(self, result, comparison, twin_run_id)
+                real_flush(self)
+            raise sqlite3.OperationalError("disk I/O error")
+        return real_flush(self)
 
-    return log
+    return flush
 
 
 def finished_per_cell(tracker: Tracker) -> Counter:
@@ -122,14 +123,15 @@ def test_store_lost_mid_run_keeps_results_locally_and_the_next_run_writes_them(t
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     args = ["run", "--optimizers", "adam,sgd", "--tasks", "oracle", "--perturbations", "step:at=0.5,factor=10",
             "--seeds", "2", "--steps", "30", "--no-tune", "--jobs", "1", "--tracking-uri", uri, "--experiment", "lost"]
-    real_log = Tracker.log
-    monkeypatch.setattr(Tracker, "log", failing_log(real_log, fail_from=3, write_first=True))
+    real_flush = SqliteStore.flush
+    monkeypatch.setattr(gsibench.tracking.store, "FLUSH_RUNS", 1)  # a transaction per run, to fail mid-run
+    monkeypatch.setattr(SqliteStore, "flush", failing_flush(real_flush, fail_from=3, write_first=True))
     assert main(args) == 1
     err = capsys.readouterr().err.replace("\n", " ")
     assert "the tracking store failed mid-run" in err and "5 results are kept in" in err
     assert len(list((tmp_path / ".gsibench-spool").rglob("*.pkl"))) == 5
 
-    monkeypatch.setattr(Tracker, "log", real_log)
+    monkeypatch.setattr(SqliteStore, "flush", real_flush)
     assert main(args) == 0
     err = capsys.readouterr().err.replace("\n", " ")
     assert "wrote 4 results kept in" in err  # the 5th had reached the store: not written twice
