@@ -18,9 +18,7 @@ import inspect
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo, probe_params
@@ -28,7 +26,11 @@ from gsibench.core.registry import Registry
 from gsibench.core.specs import format_named, parse_named
 
 ENTRY_POINT_GROUP = "gsibench.optimizers"
-Factory = Callable[..., torch.optim.Optimizer]
+Factory = Callable[..., Any]
+"""``factory(params: list[ParamInfo], **hparams) -> torch.optim.Optimizer``."""
+
+if TYPE_CHECKING:  # torch loads with the first optimizer built: naming or checking one needs none
+    import torch
 
 
 @dataclass(frozen=True)
@@ -72,6 +74,8 @@ class OptimizerEntry:
     def check(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
         """Resolve hyperparameters and build the optimizer once on a tiny probe set, so that a bad
         value or a broken plugin fails before any training starts. Returns the hyperparameters."""
+        import torch
+
         merged = self.hparams(overrides)
         try:
             optimizer = self.factory(probe_params(), **merged)
@@ -117,6 +121,8 @@ def as_entry(obj: Any, name: str, description: str | None = None, **options: Any
 
     The hyperparameters of a class or a factory are the keyword parameters of its signature; unknown
     ones are refused before training, as for a built-in, unless the signature takes ``**kwargs``."""
+    import torch
+
     if isinstance(obj, OptimizerEntry):
         return obj
     if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
@@ -136,6 +142,8 @@ def as_entry(obj: Any, name: str, description: str | None = None, **options: Any
 
 def is_optimizer(obj: Any) -> bool:
     """What an import path may name: an entry, an Optimizer subclass or a factory function."""
+    import torch
+
     return isinstance(obj, OptimizerEntry) or inspect.isfunction(obj) or (
         isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer))
 

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import Any, ClassVar
-
-import torch
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo
+
+if TYPE_CHECKING:  # torch loads with the first task built: naming or checking one needs none
+    import torch
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ class Task(ABC):
 
     def unavailable(self, options: dict[str, Any]) -> str | None:
         """Why this task cannot run here (missing data, no GPU), or ``None`` if it can."""
+        import torch
+
         if self.needs_gpu and not torch.cuda.is_available():
             return f"task '{self.name}' needs a GPU and none is available"
         return None
@@ -101,6 +104,8 @@ class Task(ABC):
 def step_generator(seed: int, step: int, salt: int = 0) -> torch.Generator:
     """A CPU generator that depends only on (seed, step, salt): per-step randomness that is the
     same in a clean run and its perturbed twin, whatever happened before."""
+    import torch
+
     return torch.Generator().manual_seed((seed * 1_000_003 + step * 7_919 + salt * 104_729) % (2**63 - 1))
 
 
@@ -112,11 +117,13 @@ class EpochSampler:
             raise UsageError(f"batch size {batch_size} exceeds the {n} training examples")
         self.n, self.batch_size, self.seed = n, batch_size, seed
         self.per_epoch = n // batch_size if drop_last else -(-n // batch_size)
-        self._epoch, self._order = -1, torch.empty(0, dtype=torch.long)
+        self._epoch, self._order = -1, None
 
     def indices(self, step: int) -> torch.Tensor:
         epoch, position = divmod(step, self.per_epoch)
         if epoch != self._epoch:
             self._epoch = epoch
+            import torch
+
             self._order = torch.randperm(self.n, generator=step_generator(self.seed, epoch, salt=1))
         return self._order[position * self.batch_size : (position + 1) * self.batch_size]

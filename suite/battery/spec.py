@@ -144,6 +144,16 @@ class Battery:
             raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         import_plugins(self.imports)
 
+    def check_names(self) -> None:
+        """Every optimizer, task and perturbation name exists (a one-line error otherwise) — before any
+        family module, and so torch, is imported."""
+        for spec in self.optimizers:
+            optimizer_registry.REGISTRY.require(parse_named(spec)[0])
+        for spec in self.tasks:
+            task_registry.REGISTRY.require(parse_named(spec, example="digits-mlp[width=256]")[0])
+        for spec in self.perturbations:
+            parse_perturbation(spec)
+
     def describe(self, cells: int) -> str:
         """One line saying what this battery runs (printed before it runs)."""
         perturbations = ", ".join(self.perturbations) or "none"
@@ -159,6 +169,7 @@ class Battery:
     def plan(self) -> tuple[list[Cell], list[tuple[str, str]]]:
         """(cells, skipped tasks with the reason). Clean twins first, then perturbed cells."""
         self._check_settings()
+        self.check_names()
         optimizer_specs = []
         for spec in self.optimizers:
             entry, hparams = optimizer_registry.resolve(spec)

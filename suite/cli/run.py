@@ -79,16 +79,19 @@ def battery_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsibench.cli.options import executor_from_args
     from gsibench.cli.progress import ConsoleProgress
+
+    progress = ConsoleProgress()
+    battery = battery_from_args(args)
+    battery.check_names()  # a misspelt name fails here, before torch or MLflow is imported
+    cells, _ = battery.plan()  # every name and value checked before MLflow or training is touched
+
+    from gsibench.cli.options import executor_from_args
     from gsibench.cli.tables import print_choices, print_summary, report_console
     from gsibench.execution.driver import run_battery
     from gsibench.tracking.runs import runs_frame, summarize
     from gsibench.tracking.store import Tracker
 
-    progress = ConsoleProgress()
-    battery = battery_from_args(args)
-    cells, _ = battery.plan()  # every name and value checked before MLflow or training is touched
     progress.note(battery.describe(len(cells)))
     tracker = Tracker(args.tracking_uri, battery.experiment)
     executor = executor_from_args(args)

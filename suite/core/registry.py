@@ -2,8 +2,8 @@
 
 A name resolves, in this order, to
 
-1. an item put in with :meth:`Registry.add` — the built-ins (imported lazily from one module the
-   first time anything is asked) and whatever a ``@register`` decorator in user code added,
+1. an item put in with :meth:`Registry.add` — the built-ins (each family module imported the first time
+   one of its names is asked for) and whatever a ``@register`` decorator in user code added,
 2. an import path ``package.module:attr`` (modules in the working directory are found, as with
    ``python -m``),
 3. an entry point of the registry's group (``[project.entry-points."gsibench.optimizers"]``).
@@ -86,7 +86,12 @@ def _defined_in(value: Any, module_name: str) -> bool:
 
 
 class Registry(Generic[T]):
-    """Named items of one kind (see the module docstring for the ways in)."""
+    """Named items of one kind (see the module docstring for the ways in).
+
+    ``builtins`` names a module holding ``BUILTINS``, a table of built-in name -> the module that
+    registers it; a module is imported when one of its names is first asked for, so a name can be
+    checked (:meth:`require`) without importing any of them.
+    """
 
     def __init__(self, kind: str, group: str, builtins: str, convert: Callable[[Any, str], T],
                  accepts: Callable[[Any], bool] | None = None):
@@ -94,16 +99,22 @@ class Registry(Generic[T]):
         self.group = group
         """Entry-point group, e.g. ``gsibench.optimizers``."""
         self.builtins = builtins
-        """Module whose import registers the built-ins."""
         self.convert = convert
         self.accepts = accepts
         self._items: dict[str, T] = {}
-        self._loaded = False
+        self._table: dict[str, str] | None = None
 
-    def _load_builtins(self) -> None:
-        if not self._loaded:
-            self._loaded = True
-            importlib.import_module(self.builtins)
+    @property
+    def builtin_modules(self) -> dict[str, str]:
+        """Built-in name -> the module that registers it."""
+        if self._table is None:
+            self._table = dict(importlib.import_module(self.builtins).BUILTINS)
+        return self._table
+
+    def _load(self, name: str) -> None:
+        module = self.builtin_modules.get(name)
+        if module is not None and name not in self._items:
+            importlib.import_module(module)
 
     def _entry_points(self) -> dict[str, Any]:
         return {ep.name: ep for ep in entry_points(group=self.group)}
@@ -113,16 +124,26 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def names(self) -> list[str]:
+        """Every name usable right now — built-ins, decorated, entry points — without importing any."""
+        return sorted(set(self.builtin_modules) | set(self._items) | set(self._entry_points()))
+
+    def require(self, name: str) -> None:
+        """Raise the one-line error for a name that does not exist (import paths are checked on use)."""
+        if ":" not in name and name not in self._items and name not in self.builtin_modules \
+                and name not in self._entry_points():
+            raise unknown_name(self.kind, name, self.names())
+
     def get(self, name: str) -> T:
         """The item for a registered name, an import path or an entry-point name."""
-        self._load_builtins()
+        self._load(name)
         if name in self._items:
             return self._items[name]
         if ":" in name:
             return self.add(name, self.convert(load_import_path(name, self.kind, self.accepts), name))
         entry_point = self._entry_points().get(name)
         if entry_point is None:
-            raise unknown_name(self.kind, name, self.available())
+            raise unknown_name(self.kind, name, self.names())
         try:
             obj = entry_point.load()
         except Exception as error:
@@ -131,10 +152,7 @@ class Registry(Generic[T]):
         return self.add(name, self.convert(obj, name))
 
     def available(self) -> list[str]:
-        """Every name usable right now: built-ins, decorated, entry points (import paths aside)."""
-        self._load_builtins()
-        return sorted(set(self._items) | set(self._entry_points()))
-
-    def __contains__(self, name: str) -> bool:
-        self._load_builtins()
-        return name in self._items
+        """Every name usable right now, with every built-in family imported (for listing them)."""
+        for module in dict.fromkeys(self.builtin_modules.values()):
+            importlib.import_module(module)
+        return self.names()

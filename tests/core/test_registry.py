@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import json
 import sys
 from pathlib import Path
 
@@ -173,3 +175,34 @@ def test_plugin_that_cannot_be_built_is_reported() -> None:
 
     with pytest.raises(UsageError, match="could not be built: RuntimeError: no GPU here"):
         resolve("raises-on-build")
+
+
+@pytest.mark.parametrize("registry_module", ["gsibench.optimizers.registry", "gsibench.tasks.registry"])
+def test_the_builtin_table_names_what_each_family_module_registers(registry_module):
+    """BUILTINS maps each built-in name to the module that registers it: importing that module (in a fresh
+    interpreter each) must register its names and no name the table does not know."""
+    import subprocess
+    import sys
+
+    code = ("import importlib, json, sys\n"
+            f"registry = importlib.import_module({registry_module!r}).REGISTRY\n"
+            "importlib.import_module(sys.argv[1])\n"
+            "print(json.dumps(sorted(registry._items)))")
+    table = importlib.import_module(registry_module).REGISTRY.builtin_modules
+    for module in set(table.values()):
+        done = subprocess.run([sys.executable, "-c", code, module], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        registered = set(json.loads(done.stdout))  # a family may import another (digits-cnn uses digits-mlp's)
+        assert {n for n, owner in table.items() if owner == module} <= registered <= set(table), module
+
+
+def test_a_misspelt_name_fails_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom gsibench.battery.spec import Battery\nfrom gsibench.core.errors import UsageError\n"
+            "try:\n    Battery(optimizers=['adma'], tasks=['oracle']).check_names()\n"
+            "except UsageError as error:\n    print(error)\nprint('torch' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "unknown optimizer 'adma'. Did you mean 'adam'?" in done.stdout
+    assert done.stdout.strip().endswith("False")
