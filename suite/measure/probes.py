@@ -8,7 +8,7 @@ trained parameters, plus one per role.
 The probe sees ``(params_before, params_after, lr)`` and nothing else. Per step it costs three
 multi-tensor (``_foreach``) kernels — copy, subtract, norm — and no host synchronisation: the raw
 norms ‖θ_k − θ_{k+1}‖ per tensor stay on the device (written into one array every few steps) and the
-learning rates (host floats) go to a NumPy array; dividing by η and summing per role happen in bulk
+learning rates (host numbers) go to a list; dividing by η and summing per role happen in bulk
 in :meth:`UpdateNormProbe.norms`, which the runner calls only at its divergence checks and at the end.
 """
 
@@ -30,7 +30,7 @@ class UpdateNormProbe:
     """Call :meth:`before` just before ``optimizer.step()`` and :meth:`after` just after."""
 
     def __init__(self, params: list[ParamInfo], optimizer: torch.optim.Optimizer, steps: int):
-        self.tensors = [p.tensor for p in params]
+        self.tensors = [p.tensor for p in params]  # the parameters themselves: an optimizer may swap .data
         self.buffers = [torch.empty_like(t, memory_format=torch.preserve_format) for t in self.tensors]
         device = self.tensors[0].device
         self.role_index = torch.tensor([ROLES.index(p.role) for p in params], device=device)
@@ -39,8 +39,8 @@ class UpdateNormProbe:
         self.groups = optimizer.param_groups
         self.raw = torch.full((steps, len(self.tensors)), math.nan, dtype=torch.float64, device=device)
         """‖θ_k − θ_{k+1}‖ per tensor and step (rows up to ``filled``; later ones wait in ``pending``)."""
-        self.lrs = np.full((steps, len(self.groups)), math.nan)
-        """η_k per param group and step."""
+        self.lr_rows: list[list[float]] = []
+        """η_k per param group, one row per recorded step."""
         self.pending: list[list[torch.Tensor]] = []
         self.filled = 0
 
@@ -53,7 +53,7 @@ class UpdateNormProbe:
         """Record step ``step`` (steps come in order from 0)."""
         torch._foreach_sub_(self.buffers, self.tensors)
         self.pending.append(torch._foreach_norm(self.buffers))
-        self.lrs[step] = [float(group["lr"]) for group in self.groups]
+        self.lr_rows.append([group["lr"] for group in self.groups])
         if len(self.pending) >= PENDING_ROWS:
             self._settle()
 
@@ -70,7 +70,8 @@ class UpdateNormProbe:
     def norms(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of [‖R_k‖, ‖R_k‖ per role (hidden, input, output, vector)], float64."""
         self._settle()
-        lrs = torch.from_numpy(self.lrs[start:stop][:, self.group_index]).to(self.raw.device)
+        rates = np.array([[float(lr) for lr in row] for row in self.lr_rows[start:stop]]).reshape(stop - start, -1)
+        lrs = torch.from_numpy(rates[:, self.group_index]).to(self.raw.device)
         scaled = self.raw[start:stop] / lrs
         per_role = torch.zeros(stop - start, len(ROLES), dtype=torch.float64, device=scaled.device)
         per_role.index_add_(1, self.role_index, scaled.square())
