@@ -1,10 +1,11 @@
 """What the suite costs over plain training, measured side by side in one run.
 
-    .venv/bin/python benchmarks/overhead.py            # everything (about 10 minutes on 2 cores)
+    .venv/bin/python benchmarks/overhead.py            # everything (about 15 minutes on 2 cores)
     .venv/bin/python benchmarks/overhead.py --only instrumentation,logging --reps 3
 
-Four numbers (issue 5, "Speed"), each a ratio of two things measured in this process, alternating
-A, B, A, B, ... so that a machine shared with other work slows both sides alike:
+Each ratio compares two things measured in this process, alternating A, B, A, B, ... so that a machine
+shared with other work slows both sides alike; the run ends with a table of every row, its target and
+✓/✗ (the README's Performance table):
 
 * **instrumentation** — ``run_cell`` (probes, divergence checks, series, ω, θ travel) over a bare
   PyTorch loop of the same task, optimizer, schedule, clipping and steps, on ``digits-mlp`` and
@@ -16,6 +17,10 @@ A, B, A, B, ... so that a machine shared with other work slows both sides alike:
   sets them up (``--jobs 1`` in-process with every core's torch threads, ``--jobs 2`` two workers with
   half as many each), and at the same threads per worker (the pool's own parallel efficiency): target
   ≥ 1.7. After one warm-up of the pool's forkserver, as in any battery longer than a few cells.
+* **recording** — the driver's CPU time to record one cell into a SQLite store, amortised: ≤ 15 ms.
+* **muon** — Muon's bare training loop over Adam's on the same task (float32 Newton–Schulz on a CPU): ≤ 1.5×.
+* **start-up** — ``gsibench --help`` < 1 s, a misspelt optimizer's error < 3 s, a re-run of an 18-cell
+  battery whose cells are all finished < 5 s, each in a fresh interpreter.
 * **memory** — peak resident memory of ``gsibench run`` on the default battery: the driver, the
   largest worker, and all of its processes together as PSS, which counts the pages workers share
   with the forkserver once (sampled from /proc every 0.2 s).
@@ -126,6 +131,9 @@ class NullTracker:
     def log(self, result, comparison=None, twin_run_id=None) -> str:
         return result.cell.key
 
+    def flush(self) -> None:
+        pass
+
 
 def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, label: str = "in-process") -> dict:
     """Battery wall time with MLflow on / off. In-process, training waits for every write; with a
@@ -220,6 +228,104 @@ def scaling(battery: Battery, reps: int, folder: Path) -> dict:
     return row
 
 
+# ---- recording cost, Muon vs Adam, start-up -------------------------------------------------------
+def recording(reps: int, folder: Path) -> dict:
+    """The driver's CPU time to record one cell into a SQLite store (run, params, summary metrics, the
+    three thinned series, ``trace.npz``), amortised over a battery's worth of runs, clean and perturbed."""
+    from dataclasses import replace
+
+    from gsibench.measure.twins import compare
+    from gsibench.tracking.store import Tracker
+
+    clean_cell, perturbed_cell = Battery(optimizers=["adam"], tasks=["digits-mlp"],
+                                         perturbations=["step:at=0.5,factor=10"], seeds=[0]).plan()[0]
+    clean, perturbed = run_cell(clean_cell), run_cell(perturbed_cell)
+    comparison = compare(perturbed, clean)
+    tracker = Tracker(f"sqlite:///{folder / 'recording.db'}", "recording")
+    counter = iter(range(10**7))
+    per_run = []
+    for _ in range(reps):
+        start = time.process_time()
+        for _ in range(48):
+            seed = next(counter)
+            tracker.log(replace(clean, cell=replace(clean.cell, seed=seed)))
+            tracker.log(replace(perturbed, cell=replace(perturbed.cell, seed=seed)), comparison)
+        tracker.flush()
+        per_run.append((time.process_time() - start) / 96)
+    row = {"ms_per_run": 1000 * statistics.median(per_run), "runs": 96 * reps}
+    print(f"  {row['ms_per_run']:.1f} ms of driver CPU per recorded run (median of {reps} × 96 runs)", flush=True)
+    return row
+
+
+def muon_vs_adam(tasks: list[str], reps: int) -> list[dict]:
+    rows = []
+    for task in tasks:
+        cells = {name: Battery(optimizers=[name], tasks=[task], perturbations=[], seeds=[0]).plan()[0][0]
+                 for name in ("adam", "muon")}
+        times = alternate({name: lambda c=cell: bare_loop(c) for name, cell in cells.items()}, reps)
+        ratio = times["muon"]["cpu"] / times["adam"]["cpu"]
+        rows.append({"task": task, "adam_s": times["adam"]["cpu"], "muon_s": times["muon"]["cpu"], "ratio": ratio})
+        print(f"  {task}: bare loop adam {times['adam']['cpu']:.3f} s, muon {times['muon']['cpu']:.3f} s: "
+              f"{ratio:.2f}×", flush=True)
+    return rows
+
+
+def startup(folder: Path, reps: int) -> dict:
+    """Wall time of three commands in a fresh interpreter each: ``--help``, a misspelt optimizer, and a
+    re-run of an 18-cell battery whose cells are all finished (SQLite store)."""
+    gsibench = [sys.executable, "-m", "gsibench"]
+    battery = ["run", "--optimizers", "adam,sgd,signsgd", "--tasks", "quadratic", "--perturbations",
+               "step:at=0.5,factor=10", "--seeds", "3", "--steps", "30", "--jobs", "1",
+               "--tracking-uri", f"sqlite:///{folder / 'startup.db'}"]
+    environment = {**os.environ, "GSIBENCH_PROGRESS": "off"}
+    subprocess.run(gsibench + battery, cwd=folder, capture_output=True, env=environment, check=True)
+    commands = {"--help": gsibench + ["--help"],
+                "usage error (misspelt optimizer)": gsibench + ["run", "--optimizers", "adma", "--tasks", "oracle"],
+                "no-op re-run, 18 finished cells": gsibench + battery}
+    out = {}
+    for name, command in commands.items():
+        times = []
+        for _ in range(reps):
+            start = time.perf_counter()
+            subprocess.run(command, cwd=folder, capture_output=True, env=environment)
+            times.append(time.perf_counter() - start)
+        out[name] = statistics.median(times)
+        print(f"  {name}: {out[name]:.2f} s (median of {reps})", flush=True)
+    return out
+
+
+def machine() -> str:
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), "unknown CPU") if Path("/proc/cpuinfo").exists() else "?"
+    return f"{available_cores()} cores ({model}), torch {torch.__version__}, {time.strftime('%Y-%m-%d')}"
+
+
+def summary(report: dict) -> list[tuple[str, str, str, bool]]:
+    """(what, measured, target, met) for every row the issue's table names."""
+    rows = []
+    for row in report.get("instrumentation", []):
+        rows.append((f"instrumentation, {row['task']}, {row['optimizer']} (runner / bare loop, CPU)",
+                     f"{row['ratio_cpu']:.2f}×", "≤ 1.10", row["ratio_cpu"] <= 1.10))
+    for row in report.get("logging", []):
+        rows.append((f"logging on / off, {row['cells']} {', '.join(row['tasks'])} cells, {row['executor']}",
+                     f"{row['ratio_wall']:.3f}× ({row['ms_per_run']:.0f} ms per run)", "≤ 1.05",
+                     row["ratio_wall"] <= 1.05))
+    if "recording" in report:
+        value = report["recording"]["ms_per_run"]
+        rows.append(("recording one cell into SQLite (driver CPU, amortised)", f"{value:.1f} ms", "≤ 15 ms",
+                     value <= 15))
+    for row in report.get("muon", []):
+        rows.append((f"muon / adam bare loop, {row['task']}", f"{row['ratio']:.2f}×", "≤ 1.5×", row["ratio"] <= 1.5))
+    targets = {"--help": 1.0, "usage error (misspelt optimizer)": 3.0, "no-op re-run, 18 finished cells": 5.0}
+    for name, seconds in report.get("startup", {}).items():
+        rows.append((f"start-up: {name}", f"{seconds:.2f} s", f"< {targets[name]:g} s", seconds < targets[name]))
+    for row in report.get("scaling", []):
+        rows.append((f"cells per minute, --jobs 2 / --jobs 1, {', '.join(row['tasks'])}",
+                     f"{row['ratio_cli']:.2f}× ({row['ratio_same_threads']:.2f}× at equal threads)", "≥ 1.7",
+                     row["ratio_cli"] >= 1.7))
+    return rows
+
+
 # ---- memory -------------------------------------------------------------------------------------
 def _tree(root: int) -> list[int]:
     """``root`` and every process descended from it (the forkserver's children included)."""
@@ -277,7 +383,7 @@ def memory(args: list[str], folder: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", default="instrumentation,logging,scaling,memory")
+    parser.add_argument("--only", default="instrumentation,logging,recording,muon,startup,scaling,memory")
     parser.add_argument("--reps", type=int, default=5)
     parser.add_argument("--threads", type=int, default=1, help="torch threads in this process (default 1)")
     parser.add_argument("--optimizers", default="adam,muon")
@@ -308,6 +414,15 @@ def main() -> None:
                                  "1 worker process"),
                 logging_overhead(gpt, max(1, args.reps // 2), folder),
             ]
+        if "recording" in sections:
+            print("recording: driver CPU per run into a SQLite store (target ≤ 15 ms)")
+            report["recording"] = recording(args.reps, folder)
+        if "muon" in sections:
+            print("muon / adam, bare training loops (target ≤ 1.5×)")
+            report["muon"] = muon_vs_adam(tasks, args.reps)
+        if "startup" in sections:
+            print("start-up: --help (< 1 s), a usage error (< 3 s), a no-op re-run (< 5 s)")
+            report["startup"] = startup(folder, max(3, args.reps))
         if "scaling" in sections:
             print("scaling: cells per minute, --jobs 2 / --jobs 1 (target ≥ 1.7)")
             report["parallelism_before"] = machine_parallelism()
@@ -325,6 +440,12 @@ def main() -> None:
         if "memory" in sections:
             print("memory: peak RSS of the default battery")
             report["memory"] = memory(args.memory_args.split(), folder)
+    rows = summary(report)
+    report["summary"] = [{"what": w, "measured": m, "target": g, "met": ok} for w, m, g, ok in rows]
+    print(f"\nSummary — {machine()}, load average {report['load_average'][0]:.1f} at the start\n")
+    print("| what | measured | target | |\n|---|---|---|---|")
+    for what, measured, target, met in rows:
+        print(f"| {what} | {measured} | {target} | {'✓' if met else '✗'} |")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2))
 

@@ -182,11 +182,23 @@ def available() -> list[str]:
     return REGISTRY.available()
 
 
-def resolve(spec: str) -> tuple[OptimizerEntry, dict[str, Any]]:
-    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters)."""
+def resolve(spec: str, build: bool = True) -> tuple[OptimizerEntry, dict[str, Any]]:
+    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters). ``build=False`` checks the
+    values but leaves the probe build (:meth:`OptimizerEntry.check`) to :func:`check_builds`, for the
+    cells that will actually run."""
     name, overrides = parse_named(spec)
     entry = get(name)
-    return entry, entry.check(overrides)
+    return entry, entry.check(overrides) if build else entry.hparams(overrides)
+
+
+def check_builds(named: list[tuple[str, dict[str, Any]]]) -> None:
+    """Build each distinct (optimizer name, hyperparameters) once on the probe parameters: a broken
+    plugin or a value only its constructor refuses fails here, before training."""
+    seen = []
+    for name, hparams in named:
+        if (name, hparams) not in seen:
+            seen.append((name, hparams))
+            get(name).check(hparams)
 
 
 def canonical(spec: str) -> str:

@@ -172,7 +172,7 @@ class Battery:
         self.check_names()
         optimizer_specs = []
         for spec in self.optimizers:
-            entry, hparams = optimizer_registry.resolve(spec)
+            entry, hparams = optimizer_registry.resolve(spec, build=False)  # built before cells run (driver)
             explicit_lr = "lr" in parse_named(spec)[1]
             optimizer_specs.append((optimizer_registry.canonical(spec), entry.name, hparams, explicit_lr))
         perturbations = [parse_perturbation(p).spec for p in self.perturbations]

@@ -24,6 +24,7 @@ from gsibench.execution.executors import Executor
 from gsibench.execution.spool import Spool
 from gsibench.measure.result import CellResult
 from gsibench.measure.twins import compare
+from gsibench.optimizers import registry as optimizer_registry
 from gsibench.tracking.store import Tracker, WriteFailed
 
 
@@ -101,6 +102,7 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
     if outcome.already_done:
         progress.note(f"{label}: {outcome.already_done} of {len(cells)} already finished in MLflow "
                       f"(experiment '{tracker.experiment_name}'), not run again")
+    optimizer_registry.check_builds([(cell.optimizer_name, dict(cell.hparams)) for cell in todo])
     progress.begin(label, len(todo))
 
     twins: dict[str, CellResult] = {}

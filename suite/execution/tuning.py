@@ -137,7 +137,7 @@ def plan_sweep(battery: Battery, points: int = DEFAULT_POINTS) -> SweepPlan:
         raise UsageError(f"--tune-points must be at least 1, got {points}")
     tunable = []
     for spec in battery.optimizers:
-        _, hparams = optimizer_registry.resolve(spec)
+        _, hparams = optimizer_registry.resolve(spec, build=False)
         if "lr" in hparams and "lr" not in parse_named(spec)[1]:
             tunable.append((optimizer_registry.canonical(spec), spec, float(hparams["lr"])))
     tasks, directions = [], {}

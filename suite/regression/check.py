@@ -77,7 +77,10 @@ def run_battery_in_process(battery, progress: Progress = SILENT) -> list[dict[st
     from gsibench.execution.executors import make_executor
     from gsibench.measure.twins import compare
 
+    from gsibench.optimizers import registry as optimizer_registry
+
     cells, skipped = battery.plan()
+    optimizer_registry.check_builds([(cell.optimizer_name, dict(cell.hparams)) for cell in cells])
     if skipped:
         raise UsageError("the check battery cannot run here: " + "; ".join(f"{t}: {r}" for t, r in skipped))
     results = {}
