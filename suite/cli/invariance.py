@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gsibench.cli.options import executor_from_args
     from gsibench.cli.progress import ConsoleProgress
-    from gsibench.cli.tables import fmt, frame_table, report_console
+    from gsibench.cli.tables import escape, fmt, frame_table, report_console
     from gsibench.core.specs import split_list
     from gsibench.reproductions.invariance import RAMP_END, RAMP_START, order_label, run_invariance
     from gsibench.tracking.store import Tracker
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     table.add_column("p", justify="right")
     for optimizer, rows in done.deviations.groupby("optimizer", sort=False):
         values = dict(zip(rows["drift_rate"], rows["deviation"]))
-        table.add_row(optimizer, *(fmt(values.get(rate, math.nan), 3) for rate in done.rates),
+        table.add_row(escape(optimizer), *(fmt(values.get(rate, math.nan), 3) for rate in done.rates),
                       order_label(slopes[optimizer], list(rows["deviation"])))
     console.print(table)
     if done.figure is not None:

@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 def print_overall(data, overall, console) -> None:
     from rich.table import Table
 
+    from gsibench.cli.tables import escape
     from gsibench.leaderboard.markdown import overall_cells
 
     header, rows = overall_cells(data, overall)
@@ -47,5 +48,5 @@ def print_overall(data, overall, console) -> None:
     for column in header:
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(*row)
+        table.add_row(*(escape(cell) for cell in row))
     console.print(table)

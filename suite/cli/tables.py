@@ -1,9 +1,18 @@
-"""Printing results for people: rich tables on a terminal, wide plain tables in a log."""
+"""Printing results for people: rich tables on a terminal, wide plain tables in a log.
+
+Every cell goes through :func:`escape`: specs such as ``adam[beta1=0.95]`` would otherwise be read as
+rich markup and lose their brackets."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+
+
+def escape(text: str) -> str:
+    from rich.markup import escape as rich_escape
+
+    return rich_escape(str(text))
 
 
 def report_console():
@@ -34,7 +43,7 @@ def frame_table(frame, title: str, columns: Sequence[str] | None = None,
         numeric = pd.api.types.is_numeric_dtype(frame[column]) if column in frame else False
         table.add_column(column, justify="right" if numeric else "left", overflow="fold")
     for _, row in frame.iterrows():
-        table.add_row(*(formatters.get(c, fmt)(row[c]) for c in columns))
+        table.add_row(*(escape(formatters.get(c, fmt)(row[c])) for c in columns))
     return table
 
 
@@ -51,7 +60,7 @@ def print_summary(table, console) -> None:
     for column in columns:
         rich_table.add_column(column, justify="left" if column in text_columns else "right", overflow="fold")
     for _, row in table.iterrows():
-        rich_table.add_row(*(fmt(row.get(c, math.nan)) for c in columns))
+        rich_table.add_row(*(escape(fmt(row.get(c, math.nan))) for c in columns))
     console.print(rich_table)
 
 
@@ -68,6 +77,6 @@ def print_choices(choices, console) -> None:
         score = choice.scores.get(choice.lr)
         grid = sorted(choice.scores)
         span = f"{grid[0]:.3g}–{grid[-1]:.3g} ({len(grid)})" if grid else "—"
-        table.add_row(choice.optimizer, choice.task, f"{choice.default_lr:.3g}", span, f"{choice.lr:.3g}",
-                      "—" if score is None else f"{score:.4g}", choice_note(choice))
+        table.add_row(escape(choice.optimizer), escape(choice.task), f"{choice.default_lr:.3g}", span,
+                      f"{choice.lr:.3g}", "—" if score is None else f"{score:.4g}", choice_note(choice))
     console.print(table)

@@ -76,7 +76,6 @@ def run_battery_in_process(battery, progress: Progress = SILENT) -> list[dict[st
     from gsibench.battery.perturbations import parse
     from gsibench.execution.executors import make_executor
     from gsibench.measure.twins import compare
-
     from gsibench.optimizers import registry as optimizer_registry
 
     cells, skipped = battery.plan()
