@@ -16,8 +16,12 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from gsibench.battery.perturbations import KINDS
 from gsibench.core.errors import UsageError
 from gsibench.leaderboard.scoring import REFERENCE, Normaliser, add_quality, normalisers
+from gsibench.tracking.sqlite_store import SqliteStore
+from gsibench.tracking.sqlite_store import experiment_names as sqlite_experiment_names
+from gsibench.tracking.sqlite_store import history as sqlite_history
 
 GROUP = ["optimizer", "task", "perturbation"]
 NUMERIC_PARAMS = ("seed", "steps", "opt.lr", "opt.beta1", "opt.beta2", "opt.beta")
@@ -59,9 +63,16 @@ class BatteryRuns:
         return list(dict.fromkeys(self.runs["task"]))
 
     def perturbations(self, task: str | None = None) -> list[str]:
+        """Clean first, then by kind in the order ``gsibench list perturbations`` gives, pre-clip before
+        post-clip."""
         frame = self.runs if task is None else self.runs[self.runs["task"] == task]
-        found = list(dict.fromkeys(frame["perturbation"]))
-        return sorted(found, key=lambda p: (p != "none", found.index(p)))
+        return sorted(dict.fromkeys(frame["perturbation"]), key=perturbation_order)
+
+
+def perturbation_order(spec: str) -> tuple:
+    kind = spec.partition(":")[0]
+    kinds = list(KINDS)
+    return (spec != "none", "order=post-clip" in spec, kinds.index(kind) if kind in kinds else len(kinds), spec)
 
 
 def client(uri: str):
@@ -71,20 +82,22 @@ def client(uri: str):
 
 
 def search(uri: str, experiment: str) -> pd.DataFrame:
-    """All runs of ``experiment`` as a frame with unprefixed columns (empty if none)."""
-    import mlflow
+    """All runs of ``experiment`` as a frame with unprefixed columns (empty if none): read straight from a
+    SQLite store at the schema :mod:`~gsibench.tracking.sqlite_store` knows, else with ``mlflow.search_runs``."""
+    store = SqliteStore.open(uri, experiment)
+    if store is not None:
+        frame = pd.DataFrame(store.rows())
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("series.")])
+    else:
+        import mlflow
 
-    mlflow.set_tracking_uri(uri)
-    frame = mlflow.search_runs(experiment_names=[experiment], max_results=100_000, output_format="pandas")
+        mlflow.set_tracking_uri(uri)
+        frame = mlflow.search_runs(experiment_names=[experiment], max_results=100_000, output_format="pandas")
+        frame = frame.drop(columns=[c for c in frame.columns if c.startswith("metrics.series.")])
+        frame = frame.rename(columns={c: c.split(".", 1)[1] for c in frame.columns
+                                      if c.startswith(("params.", "metrics.", "tags."))})
     if frame.empty:
         return frame
-    renamed = {}
-    for column in frame.columns:
-        for prefix in ("params.", "metrics.", "tags."):
-            if column.startswith(prefix):
-                renamed[column] = column.removeprefix(prefix)
-    frame = frame.drop(columns=[c for c in frame.columns if c.startswith("metrics.series.")])
-    frame = frame.rename(columns=renamed)
     for column in NUMERIC_PARAMS:
         if column in frame:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -94,7 +107,8 @@ def search(uri: str, experiment: str) -> pd.DataFrame:
 
 
 def experiment_names(uri: str) -> list[str]:
-    return [e.name for e in client(uri).search_experiments()]
+    names = sqlite_experiment_names(uri)
+    return names if names is not None else [e.name for e in client(uri).search_experiments()]
 
 
 def task_scores(frame: pd.DataFrame) -> dict[str, ScoreInfo | None]:
@@ -167,6 +181,9 @@ def grid_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 def metric_history(uri: str, run_id: str, key: str) -> tuple[list[int], list[float]]:
     """(steps, values) of a logged metric history, sorted by step; NaN-free."""
-    history = sorted(client(uri).get_metric_history(run_id, key), key=lambda m: m.step)
-    points = [(m.step, m.value) for m in history if m.value is not None and math.isfinite(m.value)]
+    points = sqlite_history(uri, run_id, key)
+    if points is None:
+        history = sorted(client(uri).get_metric_history(run_id, key), key=lambda m: m.step)
+        points = [(m.step, m.value) for m in history if m.value is not None]
+    points = [(step, value) for step, value in points if math.isfinite(value)]
     return [p[0] for p in points], [p[1] for p in points]

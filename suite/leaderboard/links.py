@@ -24,39 +24,52 @@ SEED = 0
 
 
 def _ranks(values: np.ndarray) -> np.ndarray:
-    """Average ranks scaled to [0, 1] (ties share their mean rank)."""
-    ranked = pd.Series(values).rank(method="average").to_numpy()
-    return (ranked - 1) / max(len(values) - 1, 1)
+    """Average ranks along the last axis, scaled to [0, 1] (ties share their mean rank)."""
+    from scipy.stats import rankdata
+
+    count = values.shape[-1]
+    return (rankdata(values, axis=-1) - 1) / max(count - 1, 1)
 
 
-def _pearson(x: np.ndarray, y: np.ndarray) -> float:
-    if len(x) < 3 or np.ptp(x) == 0 or np.ptp(y) == 0:
-        return math.nan
-    return float(np.corrcoef(x, y)[0, 1])
+def _pearson(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson's r along the last axis (NaN where either side is constant or there are fewer than 3)."""
+    if x.shape[-1] < 3:
+        return np.full(x.shape[:-1], math.nan)
+    dx, dy = x - x.mean(axis=-1, keepdims=True), y - y.mean(axis=-1, keepdims=True)
+    norm = np.sqrt((dx * dx).sum(axis=-1) * (dy * dy).sum(axis=-1))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(norm > 0, (dx * dy).sum(axis=-1) / np.where(norm > 0, norm, 1.0), math.nan)
+
+
+def _stratified_ranks(values: np.ndarray, groups: np.ndarray | None) -> np.ndarray:
+    if groups is None:
+        return _ranks(values)
+    out = np.empty(values.shape)
+    for group in np.unique(groups):
+        where = groups == group
+        out[..., where] = _ranks(values[..., where])
+    return out
 
 
 def spearman(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None = None) -> float:
     """Spearman's ρ; with ``groups``, of the ranks taken within each group (stratified)."""
-    if groups is None:
-        return _pearson(_ranks(x), _ranks(y))
-    rx, ry = np.empty(len(x)), np.empty(len(y))
-    for group in np.unique(groups):
-        where = groups == group
-        rx[where], ry[where] = _ranks(x[where]), _ranks(y[where])
-    return _pearson(rx, ry)
+    return float(_pearson(_stratified_ranks(np.asarray(x, float), groups),
+                          _stratified_ranks(np.asarray(y, float), groups)))
 
 
 def bootstrap(x: np.ndarray, y: np.ndarray, groups: np.ndarray | None, resamples: int = RESAMPLES,
               seed: int = SEED) -> tuple[float, float]:
-    """95% percentile interval of :func:`spearman` over cells resampled with replacement (within groups)."""
+    """95% percentile interval of :func:`spearman` over cells resampled with replacement (within groups),
+    all resamples at once."""
     rng = np.random.default_rng(seed)
-    estimates = []
-    indices = [np.flatnonzero(groups == g) for g in np.unique(groups)] if groups is not None else [np.arange(len(x))]
-    for _ in range(resamples):
-        pick = np.concatenate([rng.choice(index, size=len(index)) for index in indices])
-        value = spearman(x[pick], y[pick], None if groups is None else groups[pick])
-        if math.isfinite(value):
-            estimates.append(value)
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    labels = np.zeros(len(x), dtype=int) if groups is None else np.unique(groups, return_inverse=True)[1]
+    picks = [rng.choice(np.flatnonzero(labels == g), size=(resamples, int((labels == g).sum())))
+             for g in np.unique(labels)]
+    pick = np.concatenate(picks, axis=1)
+    resampled_groups = None if groups is None else labels[pick[0]]
+    estimates = _pearson(_stratified_ranks(x[pick], resampled_groups), _stratified_ranks(y[pick], resampled_groups))
+    estimates = estimates[np.isfinite(estimates)]
     if len(estimates) < resamples / 2:
         return math.nan, math.nan
     return float(np.percentile(estimates, 2.5)), float(np.percentile(estimates, 97.5))

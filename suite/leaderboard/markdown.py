@@ -6,6 +6,9 @@ import math
 
 import pandas as pd
 
+from gsibench.battery.perturbations import KINDS
+from gsibench.battery.perturbations import parse as parse_perturbation
+from gsibench.core.errors import UsageError
 from gsibench.leaderboard.data import BatteryRuns
 from gsibench.leaderboard.scoring import COLLAPSE
 from gsibench.leaderboard.tables import fmt, fmt_rank
@@ -48,19 +51,22 @@ def md_table(header: list[str], rows: list[list[str]], align: list[str] | None =
 
 
 def label(perturbation: str) -> str:
-    """A perturbation spec for a column head: numbers without a trailing ``.0``."""
+    """A perturbation spec for a column head: the fields its kind's example shows and any that differ from
+    the kind's defaults, numbers without a trailing ``.0`` (``noise:sigma=0.5``, ``step:at=0.5,factor=10``)."""
     if perturbation == "none":
         return "clean"
-    kind, _, fields = perturbation.partition(":")
-    parts = []
-    for item in fields.split(","):
-        key, _, value = item.partition("=")
-        try:
-            value = f"{float(value):g}"
-        except ValueError:
-            pass
-        parts.append(f"{key}={value}")
-    return kind + (":" + ",".join(parts) if fields else "")
+    try:
+        parsed = parse_perturbation(perturbation)
+    except UsageError:
+        return perturbation
+    kind = KINDS[parsed.kind]
+    shown = {item.partition("=")[0] for item in kind.example.partition(":")[2].split(",") if item}
+    parts = [f"{key}={value:g}" if isinstance(value, float) else f"{key}={value}"
+             for key, value in parsed.fields
+             if value is not None and (key in shown or value != kind.defaults.get(key))]
+    parts += [f"role={parsed.role}"] if parsed.role else []
+    parts += [f"order={parsed.order}"] if parsed.order != "pre-clip" else []
+    return parsed.kind + (":" + ",".join(parts) if parts else "")
 
 
 def _outcome(row: pd.Series | dict) -> str:

@@ -69,6 +69,39 @@ def _sanitise(value: float) -> tuple[float, int]:
     return float(value), 0
 
 
+def _known(path: Path | None) -> bool:
+    """Whether ``path`` is a SQLite store at :data:`SCHEMA`."""
+    if path is None or not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT)) as connection:
+            version = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return False
+    return bool(version) and version[0] == SCHEMA
+
+
+def experiment_names(uri: str) -> list[str] | None:
+    """The active experiments of a store this module reads (``None``: read it through MLflow)."""
+    path = sqlite_path(uri)
+    if not _known(path):
+        return None
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT)) as connection:
+        return [row[0] for row in connection.execute(
+            "SELECT name FROM experiments WHERE lifecycle_stage = 'active' ORDER BY experiment_id")]
+
+
+def history(uri: str, run_id: str, key: str) -> list[tuple[int, float]] | None:
+    """(step, value) of a metric history, by step, NaN left out (``None``: read it through MLflow)."""
+    path = sqlite_path(uri)
+    if not _known(path):
+        return None
+    with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT)) as connection:
+        return connection.execute(
+            "SELECT step, value FROM metrics WHERE run_uuid = ? AND key = ? AND NOT is_nan ORDER BY step, timestamp",
+            (run_id, key)).fetchall()
+
+
 class SqliteStore:
     """An MLflow SQLite store at the schema this module knows, for one experiment."""
 
@@ -83,17 +116,13 @@ class SqliteStore:
         """The store, if ``uri`` is a SQLite file at :data:`SCHEMA` holding ``experiment_name`` with local
         artifacts; else ``None`` (the caller goes through MLflow)."""
         path = sqlite_path(uri)
-        if path is None or not path.is_file():
+        if not _known(path):
             return None
-        try:
-            with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT)) as connection:
-                version = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-                found = connection.execute(
-                    "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = "
-                    "'active'", (experiment_name,)).fetchone()
-        except sqlite3.Error:
-            return None
-        if not version or version[0] != SCHEMA or not found:
+        with closing(sqlite3.connect(path, timeout=BUSY_TIMEOUT)) as connection:
+            found = connection.execute(
+                "SELECT experiment_id, artifact_location FROM experiments WHERE name = ? AND lifecycle_stage = "
+                "'active'", (experiment_name,)).fetchone()
+        if not found:
             return None
         artifacts = local_path(found[1] or "")
         return None if artifacts is None else cls(path, str(found[0]), artifacts)
