@@ -93,19 +93,23 @@ def overall_cells(data: BatteryRuns, overall: pd.DataFrame) -> Table:
     return header, rows
 
 
+def entries(data: BatteryRuns, cells: pd.DataFrame, task: str):
+    """(optimizer, its rows of ``task`` by perturbation, its clean row or ``None``), in display order."""
+    mine = cells[cells["task"] == task]
+    for optimizer in data.optimizers:
+        own = mine[mine["optimizer"] == optimizer].set_index("perturbation")
+        if not own.empty:
+            yield optimizer, own, own.loc["none"] if "none" in own.index else None
+
+
 def outcome_cells(data: BatteryRuns, cells: pd.DataFrame, task: str) -> Table:
     """Per task: the tuned lr, the clean score, and the normalised score with its rank per perturbation."""
     score = data.scores.get(task)
     perturbations = data.perturbations(task)
     header = ["optimizer", "lr", f"{score.name} {arrow(score.higher_is_better)} (clean, raw)"]
     header += [f"{label(p)}" for p in perturbations]
-    mine = cells[cells["task"] == task]
     rows = []
-    for optimizer in data.optimizers:
-        own = mine[mine["optimizer"] == optimizer].set_index("perturbation")
-        if own.empty:
-            continue
-        clean = own.loc["none"] if "none" in own.index else None
+    for optimizer, own, clean in entries(data, cells, task):
         row = [optimizer, "—" if clean is None or not math.isfinite(clean["lr"]) else f"{clean['lr']:.3g}",
                "—" if clean is None else fmt(clean["val_score"], clean["val_score_ci"], n=int(clean["seeds"]))]
         row += [_outcome(own.loc[p]) if p in own.index else "—" for p in perturbations]
@@ -121,11 +125,7 @@ def mechanism_cells(data: BatteryRuns, cells: pd.DataFrame, task: str) -> Table:
     header = ["optimizer", "ω1 (clean)"] + [label(p) for p in perturbations]
     header += ["clip active (clean)"] if clipped else []
     rows = []
-    for optimizer in data.optimizers:
-        own = mine[mine["optimizer"] == optimizer].set_index("perturbation")
-        if own.empty:
-            continue
-        clean = own.loc["none"] if "none" in own.index else None
+    for optimizer, own, clean in entries(data, cells, task):
         row = [optimizer, "—" if clean is None else fmt(clean["omega1"], clean["omega1_ci"])]
         row += [fmt(own.loc[p, "sensitivity"], own.loc[p, "sensitivity_ci"]) if p in own.index else "—"
                 for p in perturbations]
