@@ -2,9 +2,32 @@
 them to build ``--help`` before it imports NumPy or pandas)."""
 
 # grid (arXiv 2601.21739, Table: ω1 over the (β1, β2) grid)
-GRID_BETAS = "0.9,0.99,0.999"
+PAPER_GRIDS = {"3x3": "0.9,0.99,0.999", "4x4": "0.9,0.95,0.99,0.999", "5x5": "0.9,0.968,0.99,0.9968,0.999"}
+"""The paper's grids: 3×3 (WikiText, EfficientNet, T5, ViT, SlimPajama), 4×4 (the first ResNet18 grid),
+5×5 (the later ResNet18 grid); the authors' ``configs`` and ``paper_artifacts/tables``."""
+GRID_BETAS = "3x3"
 GRID_TASK = "digits-mlp"
 GRID_SEEDS = "3"
+GRID_PROTOCOLS = ("quick", "paper")
+GRID_PROTOCOL = "quick"
+GRID_MEMORIES = 3
+"""Default steps are at least GRID_MEMORIES / (1 − max β2): three memory lengths of the slowest average."""
+FINE_POINTS = 5
+FINE_RATIO = 2**0.5
+"""``--fine``: per β1 row, β2 = 1 − (1 − β1)·FINE_RATIO^j for j = −2 … 2 (FINE_POINTS values): the
+diagonal, two neighbours with β2 ≥ β1² (1 − β2 < 2(1 − β1)) and one further point on each side."""
+
+PAPER_LR_WARMUP = 0.2
+"""Linear lr warm-up over the first 20% of the steps, then cosine (the authors' training scripts)."""
+PAPER_OMEGA_WINDOW = 200
+PAPER_OMEGA_SKIP = 3 / 60
+"""The authors drop 3 epochs of their 60-epoch runs before ω: the first 5% of the steps."""
+PAPER_WEIGHT_DECAY = {"char-gpt": 1e-4, "wikitext-gpt": 1e-4, "digits-mlp": 1e-3, "digits-cnn": 1e-3,
+                      "cifar-resnet18": 1e-3}
+"""Weight decay under ``--protocol paper``, from the paper task nearest to ours (papers.md): language
+models 1e-4 (NanoGPT on WikiText-2), image classifiers 1e-3 (ResNet18 on CIFAR-100); both with torch
+Adam's (coupled, L2) ``weight_decay``. Other tasks get PAPER_WEIGHT_DECAY_OTHER."""
+PAPER_WEIGHT_DECAY_OTHER = 1e-4
 
 # invariance (order of gradient-scale invariance on the oracle; Figs. 1–2)
 INVARIANCE_OPTIMIZERS = "adam,adam-balanced,signsgd,sgd,lion"

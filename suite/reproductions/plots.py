@@ -43,18 +43,19 @@ def _save(fig, path: Path) -> Path:
 def omega_heatmap(cells: pd.DataFrame, path: Path, title: str = "ω1") -> Path:
     """Heat-map of ``omega1`` (rows β1, columns β2) from a :func:`gsibench.reproductions.grid.grid_table` slice of one
     task. The diagonal β1 = β2 is outlined; cells where some seed diverged are hatched and say how many;
-    all-diverged cells are grey. The colour scale is logarithmic when ω1 spans more than 20×."""
+    all-diverged cells are grey, cells not in the grid (a ``--fine`` scan) blank grey. The colour scale is
+    logarithmic when ω1 spans more than 20×."""
     plt = _pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
     beta1s, beta2s = sorted(cells["beta1"].unique()), sorted(cells["beta2"].unique())
     values = np.full((len(beta1s), len(beta2s)), np.nan)
-    diverged = np.zeros_like(values)
+    diverged, present = np.zeros_like(values), np.zeros(values.shape, dtype=bool)
     for _, cell in cells.iterrows():
         i, j = beta1s.index(cell["beta1"]), beta2s.index(cell["beta2"])
-        values[i, j], diverged[i, j] = cell["omega1"], cell["diverged_frac"]
-    fig, ax = plt.subplots(figsize=(1.6 * len(beta2s) + 2, 1.3 * len(beta1s) + 1.2))
+        values[i, j], diverged[i, j], present[i, j] = cell["omega1"], cell["diverged_frac"], True
+    fig, ax = plt.subplots(figsize=(min(1.6 * len(beta2s), 24) + 2, 1.3 * len(beta1s) + 1.2))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")
     finite = values[np.isfinite(values) & (values > 0)]
     spread = finite.size and finite.max() / finite.min() > 20
@@ -69,6 +70,8 @@ def omega_heatmap(cells: pd.DataFrame, path: Path, title: str = "ω1") -> Path:
         middle = float((finite.min() + finite.max()) / 2)
     for i in range(len(beta1s)):
         for j in range(len(beta2s)):
+            if not present[i, j]:  # a --fine grid has its own β2 values per row
+                continue
             text = "diverged" if math.isnan(values[i, j]) else f"{values[i, j]:.3g}"
             if diverged[i, j] > 0:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
