@@ -31,9 +31,22 @@ PAPER_WEIGHT_DECAY_OTHER = 1e-4
 
 # invariance (order of gradient-scale invariance on the oracle; Figs. 1–2)
 INVARIANCE_OPTIMIZERS = "adam,adam-balanced,signsgd,sgd,lion"
+INVARIANCE_LAYOUTS = ("short", "steady")
+INVARIANCE_LAYOUT = "short"
 INVARIANCE_RATE = 5e-4
 INVARIANCE_DOUBLINGS = 4
 FIGURE_STEPS = 601
+STEADY_TASK = "oracle[dtype='float64',rotation=0]"
+"""The steady layout's oracle: a fixed direction (the turning one adds a term linear in δ to balanced
+Adam's deviation) in float64 (float32 rounding of ‖R_k‖ grows with the run length)."""
+STEADY_STEPS = 4000
+STEADY_RAMP = (0.5, 1.0)
+"""2,000 steps at scale 1, then a ramp to the end of the run."""
+STEADY_RATE = 1e-5
+"""Rates 1e-5 … 1.6e-4: small enough for Adam (0.9, 0.999) to stay linear ((τ2 − τ1)·δ ≤ 0.16)."""
+CONTROL_PAIR = (0.95, 0.96)
+"""β, β′ of the matched control pair: its order-1 deviation √3·(τ2 − τ1)·δ, τ = β/(1 − β), is 8.66·δ."""
+BOOTSTRAP = 2000
 
 # phase (Zhang et al. 2022: converge/diverge map over (β1, β2) per n)
 PHASE_TASK = "finite-sum"
