@@ -69,6 +69,8 @@ def betas_from_args(text: str) -> list[float]:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from rich.markup import escape
+
     from gsibench.battery.spec import parse_seeds
     from gsibench.cli.options import executor_from_args
     from gsibench.cli.progress import ConsoleProgress
@@ -92,11 +94,12 @@ def run(args: argparse.Namespace) -> int:
     done = run_grid(tasks, pairs, seeds, tracker, executor_from_args(args), Path(args.out), protocol=protocol,
                     optimizer=args.optimizer, lr=args.lr, steps=args.steps, schedule=args.schedule, init=args.init,
                     device=args.device, progress=progress)
-    console.print(frame_table(done.settings, f"{protocol.name} protocol: what each task ran"))
+    console.print(frame_table(done.settings, f"{protocol.name} protocol: what each task ran",
+                              formatters={"task": escape}))
     for task, cells in done.table.groupby("task", sort=False):
         if args.fine:
-            console.print(frame_table(cells.drop(columns="task"), f"{task}, {protocol.name} protocol, fine scan: "
-                                      "ω1 (mean over non-diverged seeds), scale-free ω1, validation score"))
+            console.print(frame_table(cells.drop(columns="task"), f"{escape(task)}, {protocol.name} protocol, fine "
+                                      "scan: ω1 (mean over non-diverged seeds), scale-free ω1, validation score"))
             continue
         console.print(grid_matrix(cells, betas, task, protocol.name))
         console.print(grid_matrix(cells, betas, task, protocol.name, "omega1_scaled",
@@ -105,14 +108,16 @@ def run(args: argparse.Namespace) -> int:
     console.print(frame_table(done.tests.assign(test=done.tests["test"].map(lambda t: f"{t}: {TEST_TITLES[t]}")),
                               f"tests over (β1 row, seed) trials, {protocol.name} protocol (p: exact one-sided "
                               "P(X ≥ successes); expected: successes expected by chance)",
-                              formatters={"p_value": lambda v: f"{v:.3g}", "expected": lambda v: f"{v:.2f}"}))
+                              formatters={"p_value": lambda v: f"{v:.3g}", "expected": lambda v: f"{v:.2f}",
+                                          "task": escape}))
     if not done.excluded.empty:
         cells = ", ".join(f"({b1:g}, {b2:g})" for b1, b2 in zip(done.excluded["beta1"], done.excluded["beta2"]))
         console.print(f"local dip test: {len(done.excluded)} neighbour cell(s) with β2 < β1² left out: {cells}")
     if not done.best.empty:
         names = ", ".join(f"{spec}: {score.name} {'↑' if score.higher_is_better else '↓'}"
                           for spec, score in done.scores.items() if score)
-        console.print(frame_table(done.best, f"best cell by validation score ({names})"))
+        console.print(frame_table(done.best, f"best cell by validation score ({escape(names)})",
+                                  formatters={"task": escape}))
     for cell in done.failed:
         progress.note(f"failed {cell.label()} (traceback in the run's artifacts)")
     progress.note(f"{done.runs} runs ({done.ran} now, {done.already_done} already in MLflow, {done.diverged} "
@@ -125,9 +130,10 @@ def grid_matrix(cells, betas, task: str, protocol: str, column: str = "omega1", 
     """A value over the square grid as the paper prints it: rows β1, columns β2; ω1 as ``mean ± std``,
     diverged cells marked, the diagonal in bold."""
     import numpy as np
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title=f"{name} on {task}, {protocol} protocol: rows β1, columns β2 (mean over non-diverged "
+    table = Table(title=f"{name} on {escape(task)}, {protocol} protocol: rows β1, columns β2 (mean over non-diverged "
                         "seeds; † = some seeds diverged)")
     table.add_column("β1 \\ β2")
     for beta2 in betas:
