@@ -55,3 +55,6 @@ PHASE_LR = 0.1
 up to the wall at x = −1, so the map hardly depends on it."""
 PHASE_NS = "5,10,20"
 PHASE_GRID = 20
+PHASE_SEEDS = "3"
+PHASE_CRITERION = "drift"
+PHASE_SCHEDULES = ("constant", "inverse-sqrt")

@@ -152,10 +152,10 @@ def _edges(centers: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
-def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None) -> Path:
-    """One panel per n: diverged (red) / converged (blue) cells (the fraction of seeds, if several) over
-    β2 (x, as 1 − β2 on a reversed log axis so that values near 1 are resolved) and β1 (y), with the
-    curve β1 = √β2."""
+def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None, subtitle: str = "") -> Path:
+    """One panel per n: diverged (red) / converged (blue) cells, the colour the fraction of seeds that
+    diverged (``diverged_frac``), over β2 (x, as 1 − β2 on a reversed log axis so that values near 1 are
+    resolved) and β1 (y), with the curve β1 = √β2 (Zhang et al.'s convergence condition β1 < √β2)."""
     plt = _pyplot()
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -165,7 +165,7 @@ def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None)
     for ax, n in zip(axes[0], ns):
         cells = frame[frame["n"] == n]
         beta1s, beta2s = np.sort(cells["beta1"].unique()), np.sort(cells["beta2"].unique())
-        grid = cells.pivot_table(index="beta1", columns="beta2", values="diverged").reindex(
+        grid = cells.pivot_table(index="beta1", columns="beta2", values="diverged_frac").reindex(
             index=beta1s, columns=beta2s).to_numpy()
         gaps = 1.0 - beta2s
         order = np.argsort(gaps)
@@ -180,10 +180,11 @@ def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None)
         ticks = [b for b in (0.0, 0.9, 0.99, 0.999, 0.9999) if x.min() <= 1 - b <= x.max()]
         ax.set_xticks([1 - b for b in ticks], [f"{b:g}" for b in ticks])
         ax.minorticks_off()
-        share = float(np.nanmean(grid))
-        ax.set_title(f"n = {n}: {share:.0%} of cells diverge", fontsize=10)
+        share = float(np.nanmean(grid > 0))
+        ax.set_title(f"n = {n}: {share:.0%} of cells with a diverged seed", fontsize=10)
         ax.set_xlabel("β2")
     axes[0][0].set_ylabel("β1")
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.suptitle("Adam on the finite sum: converged (blue) / diverged (red)", fontsize=11)
+    fig.suptitle("Adam on the finite sum: converged (blue) / diverged (red), shade = share of seeds"
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     return _save(fig, path)
