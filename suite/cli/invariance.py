@@ -33,6 +33,8 @@ def add_parser(subparsers) -> None:
                         help=f"short (default: the paper's oracle, {FIGURE_STEPS} steps, float32, ramps over "
                              f"30-60%%, d0 = {INVARIANCE_RATE:g}) or steady ({STEADY_TASK}, {STEADY_STEPS} steps: "
                              f"half at scale 1, then a slow ramp to the end, d0 = {STEADY_RATE:g})")
+    parser.add_argument("--oracle", help="the oracle task spec instead of the layout's, e.g. "
+                        "\"oracle[dtype='float64']\" (the paper's turning direction in the steady layout)")
     parser.add_argument("--optimizers", default=INVARIANCE_OPTIMIZERS,
                         help=f"comma list of optimizer specs (default {INVARIANCE_OPTIMIZERS})")
     parser.add_argument("--rates", help="the smallest drift rate d0 (default: the layout's), or a comma list of rates")
@@ -67,6 +69,7 @@ def rates_from_args(args: argparse.Namespace, base: float = INVARIANCE_RATE) -> 
 
 def run(args: argparse.Namespace) -> int:
     import math
+    from dataclasses import replace
     from pathlib import Path
 
     from rich.markup import escape
@@ -82,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
 
     console, progress = report_console(), ConsoleProgress()
     layout = LAYOUTS[args.layout]
+    if args.oracle:
+        layout = replace(layout, task=args.oracle)
     rates = rates_from_args(args, layout.rate)
     seeds = parse_seeds(args.seeds)
     tracker = Tracker(args.tracking_uri, args.experiment)

@@ -27,6 +27,7 @@ from gsibench.reproductions.invariance import (
     ramp_spec,
     slope_interval,
 )
+from gsibench.tracking.store import Tracker
 
 
 def test_the_bump_is_the_papers_scale():
@@ -175,3 +176,15 @@ def test_oracle_options_fix_the_direction_and_the_precision():
     assert oracle_direction(37) != oracle_direction(0)  # the paper's direction turns
     with pytest.raises(UsageError, match="float32 or float64"):
         Oracle().build(0, torch.device("cpu"), dtype="float16")
+
+
+def test_invariance_command_steady_layout_takes_another_oracle(tmp_path, tracking_uri):
+    out = tmp_path / "steady"
+    assert main(["invariance", "--layout", "steady", "--oracle", "oracle[dtype='float64']", "--optimizers", "signsgd",
+                 "--steps", "40", "--doublings", "1", "--no-control", "--out", str(out), "--tracking-uri",
+                 tracking_uri, "--experiment", "s", "--jobs", "1"]) == 0
+    params = [run.data.params for run in Tracker(tracking_uri, "s").runs()]
+    assert {p["task"] for p in params} == {"oracle[dtype='float64']"} and len(params) == 3
+    assert {p["perturbation"] for p in params} >= {"ramp:end=1.0,rate=1e-05,start=0.5"}  # the steady ramps
+    assert not (out / "invariance_figure.csv").exists() and (pd.read_csv(out / "invariance.csv")["layout"]
+                                                                == "steady").all()
