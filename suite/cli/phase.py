@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     from gsibench.cli.progress import ConsoleProgress
     from gsibench.cli.tables import frame_table, report_console
     from gsibench.core.errors import UsageError
-    from gsibench.reproductions.phase import beta_grid, diverged_counts, phase_table, task_spec
+    from gsibench.reproductions.phase import beta_grid, boundary, diverged_counts, phase_table, task_spec
     from gsibench.reproductions.phase_run import run_batched, run_cells
     from gsibench.reproductions.plots import phase_maps
     from gsibench.tasks import registry as task_registry
@@ -105,6 +105,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(frame_table(counts, f"Adam on {args.task}: diverged cells of the {args.grid}×{args.grid} "
                               f"(β1, β2) grid per n ({len(seeds)} seed{'s' * (len(seeds) > 1)}; {setting}; "
                               "diverged_cells: some seed diverged, all_seeds_cells: every seed)"))
+    console.print(frame_table(boundary(table), "where the diverged region ends (a cell with some diverged seed "
+                              "counts); β1 = 0 is the grid's first row"))
     grows = bool(np.all(np.diff(counts["diverged_cells"].to_numpy()) > 0))
     if len(ns) > 1:
         console.print(f"the diverged region {'grows' if grows else 'does NOT grow'} with n: "

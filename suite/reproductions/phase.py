@@ -61,6 +61,8 @@ RUN_COLUMNS = ("n", "beta1", "beta2", "seed", "flagged", "suboptimality", "initi
 the mean of x over the last epoch."""
 PHASE_COLUMNS = ("n", "beta1", "beta2", "seeds", "diverged_frac")
 COUNT_COLUMNS = ("n", "cells", "diverged_cells", "all_seeds_cells", "diverged_frac")
+BOUNDARY_COLUMNS = ("n", "max_beta2_diverged", "beta1_0_last_diverged", "beta1_0_first_converged",
+                    "diverged_with_beta1_below_sqrt_beta2")
 
 
 def beta_grid(points: int, beta1_max: float = 0.95, gap_min: float = 1e-4) -> tuple[np.ndarray, np.ndarray]:
@@ -125,6 +127,22 @@ def diverged_counts(table: pd.DataFrame) -> pd.DataFrame:
              "all_seeds_cells": int((cells["diverged_frac"] == 1).sum()),
              "diverged_frac": float(cells["diverged_frac"].mean())} for n, cells in table.groupby("n", sort=True)]
     return pd.DataFrame(rows, columns=list(COUNT_COLUMNS))
+
+
+def boundary(table: pd.DataFrame) -> pd.DataFrame:
+    """Per n, where the diverged region ends (a cell counts when some seed diverged): the largest β2 of any
+    diverged cell; at β1 = 0 (the smallest β1 of the grid) the largest diverged β2 and the smallest
+    converged β2 above it; and how many diverged cells satisfy β1 < √β2."""
+    rows = []
+    for n, cells in table.groupby("n", sort=True):
+        bad = cells[cells["diverged_frac"] > 0]
+        first = cells[cells["beta1"] == cells["beta1"].min()].sort_values("beta2")
+        last_bad = first.loc[first["diverged_frac"] > 0, "beta2"].max()
+        above = first[(first["beta2"] > last_bad) & (first["diverged_frac"] == 0)]["beta2"]
+        rows.append({"n": int(n), "max_beta2_diverged": bad["beta2"].max(), "beta1_0_last_diverged": last_bad,
+                     "beta1_0_first_converged": above.min() if len(above) else math.nan,
+                     "diverged_with_beta1_below_sqrt_beta2": int((bad["beta1"] < np.sqrt(bad["beta2"])).sum())})
+    return pd.DataFrame(rows, columns=list(BOUNDARY_COLUMNS))
 
 
 def _float32(values) -> torch.Tensor:

@@ -9,6 +9,7 @@ from gsibench.battery.spec import Battery
 from gsibench.cli import main
 from gsibench.execution.runner import run_cell
 from gsibench.reproductions.phase import (
+    BOUNDARY_COLUMNS,
     COUNT_COLUMNS,
     DRIFT_T,
     PHASE_COLUMNS,
@@ -16,6 +17,7 @@ from gsibench.reproductions.phase import (
     adam_spec,
     batched_phase,
     beta_grid,
+    boundary,
     cell_row,
     diverged,
     diverged_counts,
@@ -47,6 +49,15 @@ def test_the_two_criteria():
     assert diverged(runs, "drift").tolist() == [True, True, False, True, False, False]
     with pytest.raises(ValueError):
         diverged(runs, "ends-high")
+
+
+def test_boundary_reads_the_edge_of_the_region():
+    table = pd.DataFrame({"n": 5, "beta1": [0.0] * 4 + [0.9] * 4, "beta2": [0.0, 0.5, 0.9, 0.99] * 2,
+                          "seeds": 3, "diverged_frac": [1, 1 / 3, 0, 0, 1, 0, 0, 0]})
+    row = boundary(table).iloc[0]
+    assert (row["max_beta2_diverged"], row["beta1_0_last_diverged"], row["beta1_0_first_converged"]) == (0.5, 0.5, 0.9)
+    assert row["diverged_with_beta1_below_sqrt_beta2"] == 1  # (0, 0.5); at β2 = 0, β1 < √β2 fails
+    assert list(boundary(table).columns) == list(BOUNDARY_COLUMNS)
 
 
 def test_drift_t_reads_the_trend_of_the_second_half():
