@@ -16,6 +16,7 @@ success_tail`: the binomial tail when p0 is the same in every trial). Ties count
   smoothest"; the dip test can, on a grid with admissible neighbours on both sides (``--fine``).
 * ``smoothest_is_best``: the row's smallest-ω1 cell also has the row's best validation score.
 * ``diagonal_is_best`` (the authors' ``min_val_loss`` test): the diagonal has the row's best score.
+  For these two, p0 accounts for ties of the score (:func:`score_trials`).
 
 A diverged run counts as ω1 = +∞ and as the worst score, so it is never the row's minimum or best and a
 diverged diagonal is never a success. A row in which every run diverged is a failed trial of the
@@ -174,7 +175,13 @@ def diagonal_trials(frame: pd.DataFrame, betas: Sequence[float] | None = None) -
 def score_trials(frame: pd.DataFrame, higher_is_better: Mapping[str, bool],
                  betas: Sequence[float] | None = None) -> pd.DataFrame:
     """Per (task, β1 row, seed) with every cell present, a finite ω1 and a score somewhere in the row:
-    ``smoothest_is_best`` (a smallest-ω1 cell has the best score) and ``diagonal_is_best``."""
+    ``smoothest_is_best`` (a smallest-ω1 cell has the best score) and ``diagonal_is_best``.
+
+    Scores such as a validation accuracy on 360 examples tie often, and a tie for the best counts as a
+    success, so each trial's null probability is conditional on its ties: with b cells tied for the
+    best score and a tied for the smallest ω1 among m, p0 = b/m for ``diagonal_is_best`` and
+    1 − C(m − b, a)/C(m, a) for ``smoothest_is_best`` (the chance that a random a-set meets the best set);
+    both are 1/m without ties."""
     rows = []
     for task, beta1, seed, beta2s, omegas, scores in rows_of(frame, betas):
         diagonal = _diagonal(beta1, beta2s)
@@ -182,10 +189,13 @@ def score_trials(frame: pd.DataFrame, higher_is_better: Mapping[str, bool],
         if diagonal is None or len(best) == 0 or not np.isfinite(omegas.min()):
             continue
         smoothest = np.flatnonzero(omegas == omegas.min())
-        rows.append({"task": task, "beta1": beta1, "seed": seed, "p0": 1 / len(beta2s),
+        m, a, b = len(beta2s), len(smoothest), len(best)
+        rows.append({"task": task, "beta1": beta1, "seed": seed,
+                     "p0_smoothest": 1 - math.comb(m - b, a) / math.comb(m, a), "p0_diagonal": b / m,
                      "smoothest_is_best": bool(set(smoothest) & set(best)),
                      "diagonal_is_best": diagonal in set(best)})
-    return pd.DataFrame(rows, columns=["task", "beta1", "seed", "p0", "smoothest_is_best", "diagonal_is_best"])
+    return pd.DataFrame(rows, columns=["task", "beta1", "seed", "p0_smoothest", "p0_diagonal", "smoothest_is_best",
+                                       "diagonal_is_best"])
 
 
 def dip_trials(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -251,6 +261,6 @@ def grid_tests(frame: pd.DataFrame, higher_is_better: Mapping[str, bool],
         rows.append(_test_row(task, "local_dip", trials["dip"].astype(bool), 1 / compared,
                               int((excluded["task"] == task).sum())))
         mine = scored[scored["task"] == task]
-        for test in ("smoothest_is_best", "diagonal_is_best"):
-            rows.append(_test_row(task, test, mine[test], mine["p0"]))
+        for test, p0 in (("smoothest_is_best", "p0_smoothest"), ("diagonal_is_best", "p0_diagonal")):
+            rows.append(_test_row(task, test, mine[test], mine[p0]))
     return pd.DataFrame(rows, columns=list(TESTS_COLUMNS)), dips, excluded

@@ -206,6 +206,17 @@ def test_smoothest_is_best_and_the_papers_validation_test():
     assert grid_tests(frame, {"t": False})[0].set_index("test").loc["smoothest_is_best", "successes"] == 12
 
 
+def test_score_ties_raise_the_null_probability_of_a_success():
+    """Accuracies tie: with two of three cells tied for the best, a random cell is among them with
+    probability 2/3, not 1/3, so p0 follows the ties (here every trial has b = 2, a = 1)."""
+    frame = runs(lambda b1, b2, s: 0.1 if b1 == b2 else 0.5 + abs(b1 - b2),
+                 score=lambda b1, b2, s: 0.9 if b2 != 0.999 else 0.8)
+    test = grid_tests(frame, {"t": True})[0].set_index("test")
+    assert test.loc["smoothest_is_best", ["successes", "trials"]].tolist() == [6, 9]  # rows 0.9, 0.99
+    assert test.loc["smoothest_is_best", "expected"] == pytest.approx(9 * 2 / 3)
+    assert test.loc["diagonal_is_best", "p_value"] == pytest.approx(success_tail(6, [2 / 3] * 9))
+
+
 def test_grid_command_end_to_end_writes_the_csvs_and_resumes(tmp_path, tracking_uri, capsys):
     out = tmp_path / "grid"
     args = ["grid", "--task", "quadratic", "--betas", "0.9,0.99", "--seeds", "1", "--steps", "20",
