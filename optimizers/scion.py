@@ -16,6 +16,7 @@ homogeneous of degree 0 in d, so Scion is scale invariant. The LMOs, each a func
 * ``sign``           sign(d)/d_in — the head.
 * ``col_norm``       every column divided by its RMS (the reference's ColNorm, not normalized).
 * ``row_norm``       every row divided by its L2 norm times √d_in (RowNorm, normalized).
+* ``col_norm_transposed``, ``row_norm_transposed``   the same on dᵀ (embeddings, below).
 * ``bias_rms``       d / RMS(d) — biases and gains.
 
 NS5 is the Muon quintic X ← aX + (bXXᵀ + c(XXᵀ)²)X, (a, b, c) = (3.4445, −4.7750, 2.0315), five
@@ -29,6 +30,17 @@ filters, as ``Auto`` does); ``input`` — Spectral with ``max`` (a first conv ge
 the CNN configuration); ``output`` — Sign, normalized; ``vector`` (and any tensor with fewer than two
 dimensions) — BiasRMS. ``input_norm`` and ``output_norm`` pick other LMOs for the first layer and the
 head (``col_norm`` / ``row_norm``: the reference's ColNorm / RowNorm, e.g. for embeddings).
+
+**Embeddings.** A linear layer's weight is (d_out, d_in) and ColNorm divides each column (one input
+feature) by its RMS over the outputs. An embedding (``ParamInfo.embedding``, set by ``char-gpt`` and
+``wikitext-gpt`` for their token and position tables) is stored the other way round, (vocab, dim): the
+reference GPT configuration (``examples/shallow-nanogpt/model.py``, ``scion_first_layer='ColNorm'``)
+applies ColNorm with ``transpose=True`` to it, so that each *token's* vector is divided by its RMS over
+the embedding dimension. With ``embedding_transpose`` (default true) ``col_norm`` and ``row_norm`` act
+on the transpose of an embedding in the same way (``col_norm_transposed``, ``row_norm_transposed``);
+``scion[embedding_transpose=false]`` gives the untransposed form, which normalizes each embedding
+dimension across the vocabulary. ``scion[input_norm='col_norm']`` is the reference GPT configuration's
+choice for the token embedding; the default ``input_norm`` stays ``spectral_max``.
 
 Choices that differ from the reference defaults, named here as the design requires:
 
@@ -107,6 +119,16 @@ def row_norm(d: Tensor, ns_steps: int) -> Tensor:
     return (m / (m.norm(dim=1, keepdim=True) * math.sqrt(m.size(1))).clamp_min(EPS)).reshape(d.shape)
 
 
+def col_norm_transposed(d: Tensor, ns_steps: int) -> Tensor:
+    """ColNorm of dᵀ, transposed back: every row of an embedding (one token's vector) divided by its RMS."""
+    return col_norm(d.T, ns_steps).T
+
+
+def row_norm_transposed(d: Tensor, ns_steps: int) -> Tensor:
+    """RowNorm of dᵀ, transposed back: every column divided by its L2 norm times √(rows)."""
+    return row_norm(d.T, ns_steps).T
+
+
 def bias_rms(d: Tensor, ns_steps: int) -> Tensor:
     """d divided by its RMS."""
     return d / d.square().mean().sqrt().clamp_min(EPS)
@@ -119,7 +141,8 @@ def auto(d: Tensor, ns_steps: int) -> Tensor:
 
 
 LMOS: dict[str, Callable[[Tensor, int], Tensor]] = {
-    f.__name__: f for f in (spectral, spectral_max, spectral_conv, sign, col_norm, row_norm, bias_rms, auto)
+    f.__name__: f for f in (spectral, spectral_max, spectral_conv, sign, col_norm, row_norm, col_norm_transposed,
+                            row_norm_transposed, bias_rms, auto)
 }
 EDGE_NORMS = ("spectral_max", "spectral", "col_norm", "row_norm", "sign")
 """LMOs that ``input_norm`` and ``output_norm`` may name."""
@@ -176,11 +199,14 @@ class Scion(torch.optim.Optimizer):
         return loss
 
 
-def norm_for(info: ParamInfo, input_norm: str = "spectral_max", output_norm: str = "sign") -> str:
-    """The LMO a parameter gets from its role and shape (see the module docstring)."""
+def norm_for(info: ParamInfo, input_norm: str = "spectral_max", output_norm: str = "sign",
+             embedding_transpose: bool = True) -> str:
+    """The LMO a parameter gets from its role, shape and layout (see the module docstring)."""
     if info.role == "vector" or info.tensor.ndim < 2:
         return "bias_rms"
     norm = {"hidden": "spectral", "input": input_norm, "output": output_norm}[info.role]
+    if info.embedding and embedding_transpose and norm in ("col_norm", "row_norm") and info.tensor.ndim == 2:
+        return f"{norm}_transposed"
     return "spectral_conv" if info.tensor.ndim > 2 and norm.startswith("spectral") else norm
 
 
@@ -192,8 +218,9 @@ def _check(hparams: dict) -> None:
     steps = hparams["ns_steps"]
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps < 100:
         raise ValueError(f"ns_steps must be an integer in [1, 100), got {steps!r}")
-    if not isinstance(hparams["unconstrained"], bool):
-        raise TypeError(f"unconstrained must be true or false, got {hparams['unconstrained']!r}")
+    for key in ("unconstrained", "embedding_transpose"):
+        if not isinstance(hparams[key], bool):
+            raise TypeError(f"{key} must be true or false, got {hparams[key]!r}")
     for key in ("input_norm", "output_norm"):
         if hparams[key] not in EDGE_NORMS:
             raise ValueError(f"{key} must be one of {', '.join(EDGE_NORMS)}, got {hparams[key]!r}")
@@ -211,11 +238,12 @@ def scion(
     scale_vector: float,
     input_norm: str,
     output_norm: str,
+    embedding_transpose: bool,
 ) -> Scion:
     scales = {"hidden": scale_hidden, "input": scale_input, "output": scale_output, "vector": scale_vector}
     groups: dict[tuple[str, str], dict] = {}
     for info in params:
-        norm = norm_for(info, input_norm, output_norm)
+        norm = norm_for(info, input_norm, output_norm, embedding_transpose)
         group = {"params": [], "role": info.role, "norm": norm, "scale": scales[info.role]}
         groups.setdefault((info.role, norm), group)["params"].append(info.tensor)
     return Scion(list(groups.values()), lr=lr, momentum=momentum, unconstrained=unconstrained, ns_steps=ns_steps)
@@ -225,6 +253,6 @@ add(OptimizerEntry(
     "scion", "Scion (Pethick et al. 2025): conditional gradient with a spectral/sign/RMS LMO per role", scion,
     {"lr": 2**-6, "momentum": 0.1, "unconstrained": True, "ns_steps": 5, "scale_hidden": 1.0,
      "scale_input": 1.0, "scale_output": 10.0, "scale_vector": 1.0, "input_norm": "spectral_max",
-     "output_norm": "sign"},
+     "output_norm": "sign", "embedding_transpose": True},
     _check,
 ))

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import math
 import platform
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -129,9 +129,15 @@ class GPT(nn.Module):
         return self.lm_head(self.ln_f(x))
 
 
+EMBEDDINGS = ("wte.weight", "wpe.weight")
+
+
 def gpt_roles(model: GPT) -> list[ParamInfo]:
-    """Token and position embeddings are ``input``, the head ``output``, other matrices ``hidden``."""
-    return infer_roles(model, overrides={"wpe.weight": "input"})
+    """Token and position embeddings are ``input`` and marked as embeddings (rows are token / position
+    vectors: Scion's column norm then acts per token, as the reference GPT configuration does), the head
+    ``output``, other matrices ``hidden``."""
+    infos = infer_roles(model, overrides={"wpe.weight": "input"})
+    return [replace(info, embedding=True) if info.name in EMBEDDINGS else info for info in infos]
 
 
 class LanguageModelProblem(Problem):

@@ -13,6 +13,8 @@ epochs; the defaults here are a 6-layer, 6-head, 384-wide model on 8 windows of 
 (the paper's batch), with clip 1.0 and warm-up + cosine as in the paper. ``n_layer=12,n_head=12,
 n_embd=768`` gives the paper's width and depth. Step k draws its windows from ``step_generator(seed, k)``;
 the score is the validation loss in nats per byte on fixed, evenly spaced windows of the validation file.
+Parameter roles are char-gpt's (``gpt_roles``): the token and position tables are ``input`` and marked
+as embeddings, so that Scion's column norm acts per token.
 """
 
 from __future__ import annotations

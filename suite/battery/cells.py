@@ -15,6 +15,8 @@ from functools import cached_property
 from typing import Any
 
 KEY_VERSION = 1
+OPTIONAL_KEY_FIELDS = ("omega_window", "omega_warmup")
+"""Fields added after ``KEY_VERSION`` 1: part of the key only when not ``None``."""
 
 
 def _freeze(mapping: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
@@ -40,6 +42,10 @@ class Cell:
     device: str = "auto"
     imports: tuple[str, ...] = ()
     """Modules to import before resolving names (decorator-registered plugins)."""
+    omega_window: int | None = None
+    """EMA window w of ω; ``None``: scaled with the run length (``OscillationWindow.for_steps``)."""
+    omega_warmup: int | None = None
+    """Steps dropped before ω is computed; ``None``: as ``OscillationWindow.for_steps`` does."""
 
     @classmethod
     def make(cls, *, hparams: dict[str, Any], task_options: dict[str, Any], **fields: Any) -> Cell:
@@ -47,9 +53,15 @@ class Cell:
 
     @cached_property
     def key(self) -> str:
-        """Hash of the full spec (imports excluded: they say where names come from, not what runs)."""
+        """Hash of the full spec (imports excluded: they say where names come from, not what runs).
+
+        The ω settings enter only when set, so that cells that leave them to the run length keep the
+        keys they had before the fields existed (and MLflow still finds them finished)."""
         spec = asdict(self)
         spec.pop("imports")
+        for name in OPTIONAL_KEY_FIELDS:
+            if spec[name] is None:
+                spec.pop(name)
         spec["version"] = KEY_VERSION
         blob = json.dumps(spec, sort_keys=True, default=repr)
         return hashlib.sha256(blob.encode()).hexdigest()[:20]

@@ -16,6 +16,8 @@ TOML form (every key optional but ``optimizers``)::
     clip          = 1.0
     device        = "auto"
     imports       = ["mypkg.opt"]
+    omega_window  = 200          # EMA window of ω; default: scaled with the run length
+    omega_warmup  = 150          # steps dropped before ω; default: the first 10%
     [task_options]               # applied to every task that has the option
     init = "sinusoidal"
 """
@@ -90,6 +92,8 @@ class Battery:
     imports: list[str] = field(default_factory=list)
     task_options: dict[str, Any] = field(default_factory=dict)
     experiment: str = "gsibench"
+    omega_window: int | None = None
+    omega_warmup: int | None = None
     tuned_lrs: dict[tuple[str, str], float] = field(default_factory=dict)
     """(optimizer spec, task spec) -> learning rate chosen by the tuning sweep (gsibench.execution.tuning). Used only
     where the optimizer spec does not set ``lr`` itself."""
@@ -119,7 +123,8 @@ class Battery:
                     values[key] = list(split_list(values[key]))
         if "seeds" in values:
             values["seeds"] = parse_seeds(values["seeds"])
-        for key, kind in (("steps", int), ("warmup", (int, float)), ("clip", (int, float)),
+        for key, kind in (("steps", int), ("warmup", (int, float)), ("clip", (int, float)), ("omega_window", int),
+                          ("omega_warmup", int),
                           ("device", str), ("schedule", str), ("experiment", str), ("task_options", dict)):
             if key in values and values[key] is not None and (
                 not isinstance(values[key], kind) or isinstance(values[key], bool)
@@ -138,6 +143,10 @@ class Battery:
             raise unknown_name("schedule", self.schedule, SCHEDULES)
         if not 0 <= self.warmup < 1:
             raise UsageError(f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        if self.omega_window is not None and self.omega_window < 1:
+            raise UsageError(f"omega_window must be at least 1, got {self.omega_window}")
+        if self.omega_warmup is not None and self.omega_warmup < 0:
+            raise UsageError(f"omega_warmup must be at least 0, got {self.omega_warmup}")
         if self.clip is not None and not self.clip > 0:
             raise UsageError(f"clip must be > 0, got {self.clip}")
         if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -196,6 +205,7 @@ class Battery:
                         schedule=self.schedule or task.schedule, warmup=self.warmup,
                         clip=self.clip if self.clip is not None else task.clip,
                         device=self.device, imports=tuple(self.imports),
+                        omega_window=self.omega_window, omega_warmup=self.omega_warmup,
                     )
                     clean.append(base)
                     perturbed.extend(replace(base, perturbation=p) for p in perturbations if p != "none")

@@ -31,6 +31,10 @@ class ParamInfo:
     name: str
     tensor: torch.Tensor
     role: Role
+    embedding: bool = False
+    """A lookup table stored as (entries, dim), row i being the vector of entry i (``nn.Embedding``'s
+    layout) rather than a linear map from dim to entries. Tasks set it; Scion's column and row norms use
+    it to pick the axis (the reference's ``transpose=True`` for embeddings)."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:

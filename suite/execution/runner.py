@@ -52,6 +52,14 @@ def resolve_device(device: str, task: Task) -> torch.device:
     return torch.device(device)
 
 
+def oscillation_window(cell: Cell, kept: int) -> OscillationWindow:
+    """The ω settings of a run of ``kept`` steps: the cell's own where it sets them, else scaled with the
+    run length (:meth:`~gsibench.measure.metrics.OscillationWindow.for_steps`)."""
+    scaled = OscillationWindow.for_steps(kept)
+    return OscillationWindow(scaled.warmup if cell.omega_warmup is None else cell.omega_warmup,
+                             scaled.window if cell.omega_window is None else cell.omega_window)
+
+
 def _first_bad(loss: torch.Tensor, update: torch.Tensor, loss_bound: float) -> int | None:
     """Index of the first step whose loss or update norm is non-finite or whose loss is too large."""
     bad = ~torch.isfinite(loss) | ~torch.isfinite(update) | (loss > loss_bound)
@@ -159,7 +167,7 @@ def _train(cell: Cell) -> CellResult:
     rows = probe.norms(0, kept).cpu().numpy()
     series = {"loss": losses[:kept].cpu().numpy(), "scale": scales[:kept].copy()}
     series.update({name: rows[:, i] for i, name in enumerate(SERIES_NAMES)})
-    window = OscillationWindow.for_steps(kept)
+    window = oscillation_window(cell, kept)
     clean_norms = series["update_norm"][: kept - 1] if diverged_step is not None else series["update_norm"]
     omega1, omega2 = oscillation(clean_norms, window.warmup, window.window)
     final = flat_params(params)

@@ -6,7 +6,8 @@
 * **Update sensitivity**: mean over the perturbed window of |log(‖R_k^pert‖ / ‖R_k^clean‖)|.
 * **Trajectory divergence**: ‖θ_T^pert − θ_T^clean‖ / ‖θ_T^clean − θ_0‖.
 * **Order of invariance**: the log-log slope of D(δ) = max_k |‖R_k^δ‖ − ‖R_k^clean‖| against δ.
-* **Diagonal test**: one-sided exact binomial P(X ≥ k | n, p0).
+* **Diagonal test**: one-sided exact binomial P(X ≥ k | n, p0) (:func:`success_tail` when p0 differs
+  between trials).
 """
 
 from __future__ import annotations
@@ -103,3 +104,15 @@ def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
 def binomial_tail(successes: int, trials: int, p0: float) -> float:
     """One-sided exact binomial test: P(X ≥ successes) for X ~ Binomial(trials, p0)."""
     return float(sum(math.comb(trials, i) * p0**i * (1 - p0) ** (trials - i) for i in range(successes, trials + 1)))
+
+
+def success_tail(successes: int, probabilities: list[float]) -> float:
+    """P(X ≥ successes) for X the number of successes of independent trials with the given success
+    probabilities (a Poisson-binomial law; :func:`binomial_tail` when they are all equal). Exact, by
+    dynamic programming over the trials."""
+    law = np.zeros(len(probabilities) + 1)
+    law[0] = 1.0
+    for i, p in enumerate(probabilities):
+        law[1 : i + 2] = law[1 : i + 2] * (1 - p) + law[: i + 1] * p
+        law[0] *= 1 - p
+    return float(min(1.0, law[max(0, successes):].sum()))

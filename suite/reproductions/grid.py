@@ -1,52 +1,56 @@
-"""The (β1, β2) grid of arXiv 2601.21739: the ω1 table and the diagonal binomial test.
+"""The (β1, β2) grid of arXiv 2601.21739: the ω1 table and the tests that compare its cells.
 
-Every cell of a β grid (rows β1, columns β2, the same values for both) trains Adam without any
-perturbation; ω1 (DESIGN "Oscillation") measures how much its update norm ‖R_k‖ wanders. The paper's
-claim is that the diagonal β1 = β2 is the smoothest cell of its row: per β1 row and seed, a *success*
-is the diagonal cell having the row's minimal ω1 (ties count), and a one-sided exact binomial test
-with p0 = 1/(number of β2 values) asks whether successes are more frequent than chance
-(9/9 at p0 = 1/3 gives p = 5.08e-5; papers.md).
+Every cell of a β grid trains Adam without any perturbation; ω1 (DESIGN "Oscillation") measures how
+much its update norm ‖R_k‖ wanders. The paper claims the diagonal β1 = β2 is the smoothest cell of its
+row. Each test below looks at one β1 row and one seed at a time (a *trial*) and asks a yes/no question;
+under the null hypothesis that the cells of a row are exchangeable, a yes has probability p0 = 1/(cells
+compared), and the p-value is the exact one-sided P(X ≥ successes) (:func:`~gsibench.measure.metrics.
+success_tail`: the binomial tail when p0 is the same in every trial). Ties count as successes.
 
-A diverged run's ω1 counts as +inf in the test, so it is never the row minimum and a diverged
-diagonal is never a success. In the table a cell's ω1 is the mean over its non-diverged seeds, and
-``diverged_frac`` says how many seeds diverged.
+* ``row_minimum`` (the paper's test): the diagonal has the row's smallest ω1. 9/9 at p0 = 1/3 gives
+  p = 5.08e-5 (papers.md).
+* ``local_dip``: the diagonal against its immediate β2 neighbours only, leaving out any neighbour with
+  β2 < β1² (there β1 > √β2, Zhang et al.'s unstable side, where ω1 is large for a reason that has nothing
+  to do with β1 = β2). On a 3×3 grid of {0.9, 0.99, 0.999} every below-diagonal cell is on that side,
+  so the row-minimum test cannot tell "β1 = β2 is smoothest" from "the smallest β2 with β1 < √β2 is
+  smoothest"; the dip test can, on a grid with admissible neighbours on both sides (``--fine``).
+* ``smoothest_is_best``: the row's smallest-ω1 cell also has the row's best validation score.
+* ``diagonal_is_best`` (the authors' ``min_val_loss`` test): the diagonal has the row's best score.
+  For these two, p0 accounts for ties of the score (:func:`score_trials`).
 
-The computation is pure (DataFrames in, DataFrames out) so that the leaderboard can call it on any
-frame of runs; :func:`run_grid` (behind ``gsibench grid``) runs the grid through the driver.
+A diverged run counts as ω1 = +∞ and as the worst score, so it is never the row's minimum or best and a
+diverged diagonal is never a success. A row in which every run diverged is a failed trial of the
+row-minimum test (as this project always did; the authors skip such rows) and is not a trial of the
+other three. In the table a cell's ω1 is the mean over its *non-diverged* seeds (the authors give NaN
+as soon as one seed is non-finite), and ``diverged_frac`` says how many seeds diverged.
+
+``omega1_scaled`` is ω1 divided by the mean ‖R_k‖ over the same window: ‖R_k‖ grows like the square root
+of the number of parameters, so only this ratio compares across tasks and with the paper's sizes.
+
+The functions are pure (DataFrames in, DataFrames out) so that the leaderboard can call them on any
+frame of runs; :mod:`gsibench.reproductions.grid_run` (behind ``gsibench grid``) trains the grid.
 """
 
 from __future__ import annotations
 
 import math
-import time
-from collections.abc import Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from gsibench.core.errors import UsageError
-from gsibench.core.progress import SILENT, Progress
-from gsibench.core.specs import format_named, parse_named
-from gsibench.measure.metrics import binomial_tail
+from gsibench.measure.metrics import success_tail
 
-GRID_COLUMNS = ("task", "beta1", "beta2", "omega1", "omega1_std", "val_score", "diverged_frac")
+GRID_COLUMNS = ("task", "beta1", "beta2", "omega1", "omega1_std", "omega1_scaled", "val_score", "diverged_frac")
 TEST_COLUMNS = ("task", "successes", "trials", "p_value")
-RUN_COLUMNS = ("task", "beta1", "beta2", "seed", "omega1", "val_score", "diverged")
+TESTS_COLUMNS = ("task", "test", "successes", "trials", "expected", "p_value", "excluded")
+"""All four tests: ``expected`` = Σ p0 over the trials (successes expected by chance); ``excluded`` =
+neighbour cells the local dip test left out because β2 < β1²."""
+DIP_COLUMNS = ("task", "seed", "beta1", "beta2_below", "beta2_diag", "beta2_above", "omega_below", "omega_diag",
+               "omega_above", "dip")
+RUN_COLUMNS = ("task", "beta1", "beta2", "seed", "omega1", "omega1_scaled", "val_score", "diverged")
 """A tidy frame of grid runs, one row per run (what :func:`tidy_runs` returns)."""
-
-
-def grid_specs(betas: Sequence[float], optimizer: str = "adam", lr: float | None = None) -> list[str]:
-    """One optimizer spec per (β1, β2) cell, rows first: ``adam[beta1=0.9,beta2=0.99]``, ...
-
-    ``optimizer`` may carry hyperparameters of its own (``adam[eps=1e-10]``) but not the betas."""
-    name, hparams = parse_named(optimizer)
-    if {"beta1", "beta2", "beta"} & set(hparams):
-        raise ValueError(f"'{optimizer}' sets a beta itself; the grid sets beta1 and beta2")
-    if lr is not None:
-        hparams["lr"] = lr
-    return [format_named(name, {**hparams, "beta1": b1, "beta2": b2}) for b1 in betas for b2 in betas]
+TESTS = ("row_minimum", "local_dip", "smoothest_is_best", "diagonal_is_best")
 
 
 def _numeric(frame: pd.DataFrame, column: str) -> pd.Series:
@@ -60,9 +64,9 @@ def tidy_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
     Keeps clean runs only (perturbation ``none``); β1, β2 come from ``opt.beta1``/``opt.beta2``, or
     from ``opt.beta`` for ``adam-balanced``. Runs without betas are dropped. A frame that already has
-    the tidy columns is returned as is."""
-    if set(RUN_COLUMNS) <= set(frame.columns):
-        return frame.loc[:, list(RUN_COLUMNS)].copy()
+    the tidy columns is returned as is (``omega1_scaled`` may be missing: NaN)."""
+    if set(RUN_COLUMNS) - {"omega1_scaled"} <= set(frame.columns):
+        return frame.assign(omega1_scaled=_numeric(frame, "omega1_scaled")).loc[:, list(RUN_COLUMNS)].copy()
     if frame.empty:
         return pd.DataFrame(columns=list(RUN_COLUMNS))
     rows = frame[frame["perturbation"] == "none"] if "perturbation" in frame else frame
@@ -73,6 +77,7 @@ def tidy_runs(frame: pd.DataFrame) -> pd.DataFrame:
         "beta2": _numeric(rows, "opt.beta2").fillna(balanced),
         "seed": _numeric(rows, "seed"),
         "omega1": _numeric(rows, "omega1"),
+        "omega1_scaled": _numeric(rows, "omega1_scaled"),
         "val_score": _numeric(rows, "val_score"),
     })
     outcome = rows["outcome"] if "outcome" in rows else pd.Series("", index=rows.index)
@@ -81,24 +86,25 @@ def tidy_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def grid_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per (task, β1, β2): mean and std over seeds of ω1 and the mean validation score, both over the
-    non-diverged seeds, and the fraction of seeds that diverged (:data:`GRID_COLUMNS`)."""
+    """Per (task, β1, β2): mean and std over seeds of ω1, the mean scale-free ω1 and the mean validation
+    score, all over the non-diverged seeds, and the fraction of seeds that diverged (:data:`GRID_COLUMNS`)."""
     runs = tidy_runs(frame)
     rows = []
     for (task, beta1, beta2), cell in runs.groupby(["task", "beta1", "beta2"], sort=True):
         kept = cell[~cell["diverged"]]
-        omega = kept["omega1"].dropna()
+        omega, scaled = kept["omega1"].dropna(), kept["omega1_scaled"].dropna()
         rows.append({
             "task": task, "beta1": beta1, "beta2": beta2,
             "omega1": float(omega.mean()) if len(omega) else math.nan,
             "omega1_std": float(omega.std(ddof=1)) if len(omega) > 1 else math.nan,
+            "omega1_scaled": float(scaled.mean()) if len(scaled) else math.nan,
             "val_score": float(kept["val_score"].mean()) if len(kept) else math.nan,
             "diverged_frac": float(cell["diverged"].mean()),
         })
     return pd.DataFrame(rows, columns=list(GRID_COLUMNS))
 
 
-def best_cells(table: pd.DataFrame, higher_is_better: dict[str, bool]) -> pd.DataFrame:
+def best_cells(table: pd.DataFrame, higher_is_better: Mapping[str, bool]) -> pd.DataFrame:
     """Per task, the cell with the best mean validation score (``higher_is_better[task]``; tasks
     without a score are left out)."""
     best = []
@@ -111,105 +117,150 @@ def best_cells(table: pd.DataFrame, higher_is_better: dict[str, bool]) -> pd.Dat
     return pd.DataFrame(best, columns=table.columns).reset_index(drop=True)
 
 
-def diagonal_trials(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> pd.DataFrame:
-    """One row per (task, β1 row, seed) with every β2 of ``betas`` present: ``success`` says whether
-    the diagonal cell has the row's minimal ω1 (ties count; diverged or missing ω1 = +inf)."""
+# ---- trials: one β1 row and one seed ------------------------------------------------------------
+
+def _design(task_runs: pd.DataFrame, betas: Sequence[float] | None) -> dict[float, list[float]]:
+    """β1 -> the β2 values of its row: ``betas`` for a square grid, else those found in the runs."""
+    if betas is not None:
+        return {float(b): [float(x) for x in betas] for b in betas}
+    return {float(b1): sorted(float(b) for b in rows["beta2"].unique())
+            for b1, rows in task_runs.groupby("beta1", sort=True)}
+
+
+def rows_of(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> Iterator[tuple]:
+    """``(task, β1, seed, β2s, ω1s, scores)`` for every (task, β1 row, seed) whose row has a run in every
+    cell; ω1 is +∞ and the score NaN for a diverged run or a missing value."""
     runs = tidy_runs(frame)
-    rows = []
     for task, task_runs in runs.groupby("task", sort=False):
-        values = sorted(task_runs["beta1"].unique()) if betas is None else list(betas)
-        for beta1 in values:
+        for beta1, beta2s in _design(task_runs, betas).items():
             for seed, row in task_runs[np.isclose(task_runs["beta1"], beta1)].groupby("seed"):
-                omega = {}
-                for beta2 in values:
+                omegas, scores = [], []
+                for beta2 in beta2s:
                     match = row[np.isclose(row["beta2"], beta2)]
                     if match.empty:
                         break
                     run = match.iloc[0]
                     finite = not run["diverged"] and math.isfinite(run["omega1"])
-                    omega[beta2] = float(run["omega1"]) if finite else math.inf
+                    omegas.append(float(run["omega1"]) if finite else math.inf)
+                    scores.append(math.nan if run["diverged"] else float(run["val_score"]))
                 else:
-                    diagonal = omega[beta1]
-                    success = math.isfinite(diagonal) and diagonal <= min(omega.values())
-                    rows.append({"task": task, "beta1": beta1, "seed": int(seed), "success": success})
-    return pd.DataFrame(rows, columns=["task", "beta1", "seed", "success"])
+                    yield task, beta1, int(seed), beta2s, np.array(omegas), np.array(scores)
+
+
+def _diagonal(beta1: float, beta2s: Sequence[float]) -> int | None:
+    index = [i for i, beta2 in enumerate(beta2s) if np.isclose(beta2, beta1)]
+    return index[0] if index else None
+
+
+def _best(scores: np.ndarray, higher: bool) -> np.ndarray:
+    """Indices of the best finite score (ties: all of them)."""
+    finite = np.where(np.isfinite(scores), scores if higher else -scores, -np.inf)
+    return np.flatnonzero(finite == finite.max()) if np.isfinite(finite.max()) else np.array([], dtype=int)
+
+
+def diagonal_trials(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> pd.DataFrame:
+    """One row per (task, β1 row, seed) with every cell of the row present: ``success`` says whether
+    the diagonal cell has the row's minimal ω1 (ties count; diverged or missing ω1 = +inf); ``p0`` is
+    1/(cells in the row)."""
+    rows = []
+    for task, beta1, seed, beta2s, omegas, _ in rows_of(frame, betas):
+        diagonal = _diagonal(beta1, beta2s)
+        if diagonal is None:
+            continue
+        success = math.isfinite(omegas[diagonal]) and omegas[diagonal] <= omegas.min()
+        rows.append({"task": task, "beta1": beta1, "seed": seed, "success": bool(success), "p0": 1 / len(beta2s)})
+    return pd.DataFrame(rows, columns=["task", "beta1", "seed", "success", "p0"])
+
+
+def score_trials(frame: pd.DataFrame, higher_is_better: Mapping[str, bool],
+                 betas: Sequence[float] | None = None) -> pd.DataFrame:
+    """Per (task, β1 row, seed) with every cell present, a finite ω1 and a score somewhere in the row:
+    ``smoothest_is_best`` (a smallest-ω1 cell has the best score) and ``diagonal_is_best``.
+
+    Scores such as a validation accuracy on 360 examples tie often, and a tie for the best counts as a
+    success, so each trial's null probability is conditional on its ties: with b cells tied for the
+    best score and a tied for the smallest ω1 among m, p0 = b/m for ``diagonal_is_best`` and
+    1 − C(m − b, a)/C(m, a) for ``smoothest_is_best`` (the chance that a random a-set meets the best set);
+    both are 1/m without ties."""
+    rows = []
+    for task, beta1, seed, beta2s, omegas, scores in rows_of(frame, betas):
+        diagonal = _diagonal(beta1, beta2s)
+        best = _best(scores, higher_is_better.get(task, True)) if task in higher_is_better else []
+        if diagonal is None or len(best) == 0 or not np.isfinite(omegas.min()):
+            continue
+        smoothest = np.flatnonzero(omegas == omegas.min())
+        m, a, b = len(beta2s), len(smoothest), len(best)
+        rows.append({"task": task, "beta1": beta1, "seed": seed,
+                     "p0_smoothest": 1 - math.comb(m - b, a) / math.comb(m, a), "p0_diagonal": b / m,
+                     "smoothest_is_best": bool(set(smoothest) & set(best)),
+                     "diagonal_is_best": diagonal in set(best)})
+    return pd.DataFrame(rows, columns=["task", "beta1", "seed", "p0_smoothest", "p0_diagonal", "smoothest_is_best",
+                                       "diagonal_is_best"])
+
+
+def dip_trials(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The local dip test's trials (:data:`DIP_COLUMNS`) and the neighbour cells it left out.
+
+    Per (task, β1 row, seed): the diagonal against the nearest β2 below and above it in the row, each
+    only where it exists and has β2 ≥ β1². ``dip`` is True when the diagonal's ω1 is at most every
+    compared neighbour's (a diverged diagonal never dips), NA where no neighbour is left (no trial).
+    The second frame lists each left-out cell once: (task, beta1, beta2)."""
+    rows, excluded = [], set()
+    for task, beta1, seed, beta2s, omegas, _ in rows_of(frame, betas):
+        diagonal = _diagonal(beta1, beta2s)
+        if diagonal is None:
+            continue
+        row = {"task": task, "seed": seed, "beta1": beta1, "beta2_diag": beta2s[diagonal],
+               "omega_diag": omegas[diagonal]}
+        compared = []
+        for side, index in (("below", diagonal - 1), ("above", diagonal + 1)):
+            beta2 = beta2s[index] if 0 <= index < len(beta2s) else math.nan
+            admissible = math.isfinite(beta2) and beta2 >= beta1**2
+            if math.isfinite(beta2) and not admissible:
+                excluded.add((task, beta1, beta2))
+            row[f"beta2_{side}"] = beta2 if admissible else math.nan
+            row[f"omega_{side}"] = omegas[index] if admissible else math.nan
+            if admissible:
+                compared.append(omegas[index])
+        diag = omegas[diagonal]
+        row["dip"] = pd.NA if not compared else bool(math.isfinite(diag) and diag <= min(compared))
+        rows.append(row)
+    trials = pd.DataFrame(rows, columns=list(DIP_COLUMNS))
+    for column in ("omega_below", "omega_diag", "omega_above"):  # a diverged run's +inf stays +inf
+        trials[column] = trials[column].astype(float)
+    return trials, pd.DataFrame(sorted(excluded), columns=["task", "beta1", "beta2"])
+
+
+def _test_row(task: str, test: str, successes: pd.Series, p0: pd.Series, excluded: int = 0) -> dict:
+    k = int(successes.sum())
+    return {"task": task, "test": test, "successes": k, "trials": len(successes), "expected": float(p0.sum()),
+            "p_value": success_tail(k, list(p0)), "excluded": excluded}
 
 
 def diagonal_test(frame: pd.DataFrame, betas: Sequence[float] | None = None) -> pd.DataFrame:
-    """The paper's binomial test per task (:data:`TEST_COLUMNS`): successes over (β1 row, seed)
+    """The paper's row-minimum test per task (:data:`TEST_COLUMNS`): successes over (β1 row, seed)
     trials, p = P(X ≥ successes) for X ~ Binomial(trials, 1/len(betas)).
 
-    ``frame`` is a frame of runs (MLflow's, or tidy); ``betas`` defaults to the β1 values found."""
-    runs = tidy_runs(frame)
-    trials = diagonal_trials(runs, betas)
+    ``frame`` is a frame of runs (MLflow's, or tidy); ``betas`` defaults to the β values found per row."""
+    trials = diagonal_trials(frame, betas)
+    rows = [_test_row(task, "row_minimum", t["success"], t["p0"]) for task, t in trials.groupby("task", sort=False)]
+    return pd.DataFrame(rows, columns=list(TESTS_COLUMNS)).loc[:, list(TEST_COLUMNS)]
+
+
+def grid_tests(frame: pd.DataFrame, higher_is_better: Mapping[str, bool],
+               betas: Sequence[float] | None = None) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(all four tests per task (:data:`TESTS_COLUMNS`), the dip trials, the cells the dip test left out)."""
     rows = []
-    for task, task_trials in trials.groupby("task", sort=False):
-        count = len(betas) if betas is not None else runs.loc[runs["task"] == task, "beta2"].nunique()
-        successes, n = int(task_trials["success"].sum()), len(task_trials)
-        rows.append({"task": task, "successes": successes, "trials": n,
-                     "p_value": binomial_tail(successes, n, 1.0 / count)})
-    return pd.DataFrame(rows, columns=list(TEST_COLUMNS))
-
-
-# ---- running a grid -----------------------------------------------------------------------------
-
-@dataclass
-class GridRun:
-    """What ``gsibench grid`` computed: the tables, and how the run went."""
-
-    table: pd.DataFrame
-    """:data:`GRID_COLUMNS`, one row per (task, β1, β2)."""
-    test: pd.DataFrame
-    """:data:`TEST_COLUMNS`, the diagonal test per task."""
-    best: pd.DataFrame
-    """Per task, the cell with the best validation score."""
-    scores: dict
-    """task spec -> its :class:`~gsibench.tasks.base.Score` (``None``: no score)."""
-    outcome: object
-    """The driver's :class:`~gsibench.execution.driver.BatteryOutcome`."""
-    seconds: float
-
-
-def run_grid(tasks: Sequence[str], betas: Sequence[float], seeds: Sequence[int], tracker, executor, out: Path,
-             optimizer: str = "adam", lr: float | None = None, steps: int | None = None,
-             schedule: str | None = None, init: str | None = None, device: str = "auto",
-             progress: Progress = SILENT) -> GridRun:
-    """Train every cell of the grid (finished cells are reused from MLflow), compute the ω1 table, the
-    diagonal test and the best cell, and write ``grid.csv``, ``grid_test.csv`` and one heat-map per task
-    into ``out``."""
-    from gsibench.battery.spec import Battery
-    from gsibench.execution.driver import run_battery
-    from gsibench.reproductions.plots import omega_heatmap
-    from gsibench.tasks import registry as task_registry
-    from gsibench.tracking.runs import runs_frame
-
-    try:
-        optimizers = grid_specs(betas, optimizer, lr)
-    except ValueError as error:
-        raise UsageError(str(error)) from None
-    battery = Battery(optimizers=optimizers, tasks=list(tasks), perturbations=[], seeds=list(seeds), steps=steps,
-                      schedule=schedule, device=device, task_options={"init": init} if init else {},
-                      experiment=tracker.experiment_name)
-    cells, skipped = battery.plan()
-    for task, reason in skipped:
-        progress.note(f"skipped {task}: {reason}")
-    if not cells:
-        raise UsageError("no task can run here")
-    started = time.perf_counter()
-    outcome = run_battery(battery, tracker, executor, progress, "grid cells")
-    seconds = time.perf_counter() - started
-    frame = runs_frame(tracker, set(outcome.run_ids.values()))
-    table, test = grid_table(frame), diagonal_test(frame, betas)
-    scores = {spec: task_registry.resolve(spec)[0].score for spec in tasks}
-    best = best_cells(table, {spec: score.higher_is_better for spec, score in scores.items() if score})
-    out.mkdir(parents=True, exist_ok=True)
-    table.to_csv(out / "grid.csv", index=False)
-    test.to_csv(out / "grid_test.csv", index=False)
-    for task, cells_of_task in table.groupby("task", sort=False):
-        omega_heatmap(cells_of_task, out / f"grid_{slug(task)}.png", title=f"ω1 on {task} (mean over seeds)")
-    return GridRun(table, test, best, scores, outcome, seconds)
-
-
-def slug(text: str) -> str:
-    """A file-name-safe form of a spec: ``char-gpt[n_layer=1]`` -> ``char-gpt_n_layer_1``."""
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text).strip("_")
+    diagonal, scored = diagonal_trials(frame, betas), score_trials(frame, higher_is_better, betas)
+    dips, excluded = dip_trials(frame, betas)
+    for task in dict.fromkeys(tidy_runs(frame)["task"]):
+        mine = diagonal[diagonal["task"] == task]
+        rows.append(_test_row(task, "row_minimum", mine["success"], mine["p0"]))
+        trials = dips[(dips["task"] == task) & dips["dip"].notna()]
+        compared = 1 + trials[["beta2_below", "beta2_above"]].notna().sum(axis=1)
+        rows.append(_test_row(task, "local_dip", trials["dip"].astype(bool), 1 / compared,
+                              int((excluded["task"] == task).sum())))
+        mine = scored[scored["task"] == task]
+        for test, p0 in (("smoothest_is_best", "p0_smoothest"), ("diagonal_is_best", "p0_diagonal")):
+            rows.append(_test_row(task, test, mine[test], mine[p0]))
+    return pd.DataFrame(rows, columns=list(TESTS_COLUMNS)), dips, excluded

@@ -43,18 +43,19 @@ def _save(fig, path: Path) -> Path:
 def omega_heatmap(cells: pd.DataFrame, path: Path, title: str = "ω1") -> Path:
     """Heat-map of ``omega1`` (rows β1, columns β2) from a :func:`gsibench.reproductions.grid.grid_table` slice of one
     task. The diagonal β1 = β2 is outlined; cells where some seed diverged are hatched and say how many;
-    all-diverged cells are grey. The colour scale is logarithmic when ω1 spans more than 20×."""
+    all-diverged cells are grey, cells not in the grid (a ``--fine`` scan) blank grey. The colour scale is
+    logarithmic when ω1 spans more than 20×."""
     plt = _pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
     beta1s, beta2s = sorted(cells["beta1"].unique()), sorted(cells["beta2"].unique())
     values = np.full((len(beta1s), len(beta2s)), np.nan)
-    diverged = np.zeros_like(values)
+    diverged, present = np.zeros_like(values), np.zeros(values.shape, dtype=bool)
     for _, cell in cells.iterrows():
         i, j = beta1s.index(cell["beta1"]), beta2s.index(cell["beta2"])
-        values[i, j], diverged[i, j] = cell["omega1"], cell["diverged_frac"]
-    fig, ax = plt.subplots(figsize=(1.6 * len(beta2s) + 2, 1.3 * len(beta1s) + 1.2))
+        values[i, j], diverged[i, j], present[i, j] = cell["omega1"], cell["diverged_frac"], True
+    fig, ax = plt.subplots(figsize=(min(1.6 * len(beta2s), 24) + 2, 1.3 * len(beta1s) + 1.2))
     cmap = plt.get_cmap("viridis").with_extremes(bad="0.8")
     finite = values[np.isfinite(values) & (values > 0)]
     spread = finite.size and finite.max() / finite.min() > 20
@@ -69,6 +70,8 @@ def omega_heatmap(cells: pd.DataFrame, path: Path, title: str = "ω1") -> Path:
         middle = float((finite.min() + finite.max()) / 2)
     for i in range(len(beta1s)):
         for j in range(len(beta2s)):
+            if not present[i, j]:  # a --fine grid has its own β2 values per row
+                continue
             text = "diverged" if math.isnan(values[i, j]) else f"{values[i, j]:.3g}"
             if diverged[i, j] > 0:
                 ax.add_patch(Rectangle((j - 0.5, i - 0.5), 1, 1, fill=False, hatch="///", edgecolor="red", lw=0))
@@ -114,7 +117,8 @@ def deviation_loglog(deviations: pd.DataFrame, slopes: Mapping[str, float], path
     ax.set_xlabel("drift rate δ = d log c / dk")
     ax.set_ylabel("D(δ) = max_k |‖R_k‖ − ‖R_k^clean‖|")
     ax.set_title(title + (f"\nD = 0 exactly: {', '.join(exact)}" if exact else ""), fontsize=10)
-    ax.legend(fontsize=8)
+    if not drawn.empty:  # every optimizer exact: nothing on the log axes to label
+        ax.legend(fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
     return _save(fig, path)
 
@@ -149,10 +153,10 @@ def _edges(centers: np.ndarray, log: bool) -> np.ndarray:
     return np.exp(edges) if log else edges
 
 
-def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None) -> Path:
-    """One panel per n: diverged (red) / converged (blue) cells (the fraction of seeds, if several) over
-    β2 (x, as 1 − β2 on a reversed log axis so that values near 1 are resolved) and β1 (y), with the
-    curve β1 = √β2."""
+def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None, subtitle: str = "") -> Path:
+    """One panel per n: diverged (red) / converged (blue) cells, the colour the fraction of seeds that
+    diverged (``diverged_frac``), over β2 (x, as 1 − β2 on a reversed log axis so that values near 1 are
+    resolved) and β1 (y), with the curve β1 = √β2 (Zhang et al.'s convergence condition β1 < √β2)."""
     plt = _pyplot()
     from matplotlib.colors import LinearSegmentedColormap
 
@@ -162,7 +166,7 @@ def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None)
     for ax, n in zip(axes[0], ns):
         cells = frame[frame["n"] == n]
         beta1s, beta2s = np.sort(cells["beta1"].unique()), np.sort(cells["beta2"].unique())
-        grid = cells.pivot_table(index="beta1", columns="beta2", values="diverged").reindex(
+        grid = cells.pivot_table(index="beta1", columns="beta2", values="diverged_frac").reindex(
             index=beta1s, columns=beta2s).to_numpy()
         gaps = 1.0 - beta2s
         order = np.argsort(gaps)
@@ -177,10 +181,11 @@ def phase_maps(frame: pd.DataFrame, path: Path, ns: Sequence[int] | None = None)
         ticks = [b for b in (0.0, 0.9, 0.99, 0.999, 0.9999) if x.min() <= 1 - b <= x.max()]
         ax.set_xticks([1 - b for b in ticks], [f"{b:g}" for b in ticks])
         ax.minorticks_off()
-        share = float(np.nanmean(grid))
-        ax.set_title(f"n = {n}: {share:.0%} of cells diverge", fontsize=10)
+        share = float(np.nanmean(grid > 0))
+        ax.set_title(f"n = {n}: {share:.0%} of cells with a diverged seed", fontsize=10)
         ax.set_xlabel("β2")
     axes[0][0].set_ylabel("β1")
     axes[0][0].legend(loc="lower left", fontsize=8)
-    fig.suptitle("Adam on the finite sum: converged (blue) / diverged (red)", fontsize=11)
+    fig.suptitle("Adam on the finite sum: converged (blue) / diverged (red), shade = share of seeds"
+                 + (f"\n{subtitle}" if subtitle else ""), fontsize=11)
     return _save(fig, path)

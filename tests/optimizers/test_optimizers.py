@@ -320,3 +320,42 @@ def test_every_builtin_builds_on_the_probe() -> None:
     for name in BUILTINS:
         entry, hparams = resolve(name)
         assert isinstance(entry.build(probe_params(), **hparams), torch.optim.Optimizer)
+
+
+def embedding_case() -> list[ParamInfo]:
+    """A (vocab 6, dim 4) embedding as char-gpt marks it, and the same shape as a plain input layer."""
+    generator = torch.Generator().manual_seed(5)
+    table = nn.Parameter(torch.randn(6, 4, generator=generator))
+    return [ParamInfo("wte.weight", table, "input", embedding=True)]
+
+
+@pytest.mark.parametrize(("transpose", "axis"), [(True, 1), (False, 0)])
+def test_scion_col_norm_of_an_embedding_normalizes_each_token_vector(transpose: bool, axis: int) -> None:
+    """The reference GPT configuration's ColNorm(transpose=True) on a (vocab, dim) embedding: every
+    token's row has RMS 1 over the embedding dimension (axis 1); untransposed, every embedding
+    dimension has RMS 1 over the vocabulary (axis 0). One step from θ = 0 with momentum 1 and lr 1 makes
+    −θ the LMO of the gradient itself."""
+    params = embedding_case()
+    with torch.no_grad():
+        params[0].tensor.zero_()
+    optimizer = get("scion").build(params, lr=1.0, momentum=1.0, input_norm="col_norm",
+                                   embedding_transpose=transpose)
+    assert optimizer.param_groups[0]["norm"] == ("col_norm_transposed" if transpose else "col_norm")
+    step_with(optimizer, [params[0].tensor], [torch.randn(6, 4, generator=torch.Generator().manual_seed(6))])
+    update = -params[0].tensor.detach()
+    rms = update.square().mean(dim=axis).sqrt()
+    assert torch.allclose(rms, torch.ones_like(rms), atol=1e-6)  # float32: RMS of four/six O(1) numbers
+    other = update.square().mean(dim=1 - axis).sqrt()
+    assert not torch.allclose(other, torch.ones_like(other), atol=1e-2)  # the other axis is not normalized
+
+
+def test_char_gpt_marks_its_embeddings_and_nothing_else() -> None:
+    from gsibench.tasks.char_gpt import GPT, GPTConfig, gpt_roles
+
+    infos = gpt_roles(GPT(GPTConfig(vocab_size=11, block_size=8, n_layer=1, n_head=1, n_embd=8)))
+    assert {p.name for p in infos if p.embedding} == {"wte.weight", "wpe.weight"}
+    assert {p.role for p in infos if p.embedding} == {"input"}
+    from gsibench.optimizers.scion import norm_for
+
+    assert [norm_for(p, input_norm="col_norm") for p in infos if p.embedding] == ["col_norm_transposed"] * 2
+    assert norm_for(ParamInfo("fc.weight", nn.Parameter(torch.zeros(4, 3)), "input"), "col_norm") == "col_norm"
