@@ -128,7 +128,7 @@ def as_entry(obj: Any, name: str, description: str | None = None, **options: Any
     if isinstance(obj, type) and issubclass(obj, torch.optim.Optimizer):
         found, open_ = _signature_hparams(obj.__init__, skip=2)
         factory = _class_factory(obj)
-    elif callable(obj) and not isinstance(obj, type):
+    elif inspect.isfunction(obj) or inspect.ismethod(obj):
         found, open_ = _signature_hparams(obj, skip=1)
         factory = obj
     else:
