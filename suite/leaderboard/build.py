@@ -54,8 +54,10 @@ def commands(uri: str | None, experiment: str, out: str, runs: pd.DataFrame, gri
     if grid is not None and not grid.empty:
         tasks = ",".join(dict.fromkeys(grid["task"]))
         betas = ",".join(f"{b:g}" for b in sorted(grid["opt.beta1"].unique()))
+        steps = _single(grid, "steps")
+        steps_flag = f" --steps {int(float(steps))}" if steps not in ("", "nan") and "|" not in steps else ""
         lines.append(f"gsibench grid{store} --task {tasks} --betas {betas} --seeds {grid['seed'].nunique()}"
-                     "   # β-grid runs for the ω heat-map")
+                     f"{steps_flag}   # β-grid runs for the ω heat-map")
     reference_flag = f" --reference {reference}" if reference != REFERENCE else ""
     return lines + [f"gsibench leaderboard{store} --experiment {experiment}{reference_flag} --out {out}"]
 
