@@ -43,6 +43,7 @@ class Oracle(Task):
     name = "oracle"
     description = "prescribed gradient sequence of arXiv 2601.21739 Figs. 1-2 (no model, 3 parameters)"
     default_steps = 601
+    step_seconds = 0.05
 
     def build(self, seed: int, device: torch.device) -> Problem:
         return OracleProblem(device)

@@ -144,6 +144,16 @@ class Battery:
             raise UsageError(f"device must be auto, cpu, cuda or cuda:N, got {self.device!r}")
         import_plugins(self.imports)
 
+    def _check_task_options(self, tasks: list) -> None:
+        """Every key of ``task_options`` must be an option of at least one of the battery's tasks (a typo
+        would otherwise be silently ignored); the values are checked per task when applied."""
+        valid = {name for task in tasks for name in task.options}
+        for key in self.task_options:
+            if key not in valid:
+                names = ", ".join(task.name for task in tasks)
+                raise unknown_name("task option", key, valid,
+                                   where=f"task_options ([task_options], --init, --text; tasks: {names})")
+
     def optimizer_displays(self) -> list[str]:
         """The canonical display spec of each optimizer (the leaderboard's row names)."""
         return [optimizer_registry.canonical(spec) for spec in self.optimizers]
@@ -157,10 +167,13 @@ class Battery:
             explicit_lr = "lr" in parse_named(spec)[1]
             optimizer_specs.append((optimizer_registry.canonical(spec), entry.name, hparams, explicit_lr))
         perturbations = [parse_perturbation(p).spec for p in self.perturbations]
+        tasks = [(task_spec, *task_registry.resolve(task_spec)) for task_spec in self.tasks]
+        self._check_task_options([task for _, task, _ in tasks])
         clean, perturbed, skipped = [], [], []
-        for task_spec in self.tasks:
-            task, options = task_registry.resolve(task_spec)
-            options.update({k: v for k, v in self.task_options.items() if k in task.options})
+        for task_spec, task, options in tasks:
+            shared = {k: v for k, v in self.task_options.items() if k in task.options}
+            if shared:
+                options = task.resolve_options({**options, **shared})
             reason = task.unavailable(options)
             if reason:
                 skipped.append((task_spec, reason))
