@@ -30,6 +30,10 @@ def add_parser(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     from pathlib import Path
 
     from gsibench.battery.spec import parse_seeds

@@ -45,6 +45,10 @@ def rates_from_args(args: argparse.Namespace) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     import math
     from pathlib import Path
 

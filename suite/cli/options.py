@@ -16,6 +16,14 @@ def add_tracking_options(parser: argparse.ArgumentParser, experiment: str | None
     parser.add_argument("--experiment", default=experiment, help="MLflow experiment name")
 
 
+def check_store(args: argparse.Namespace) -> None:
+    """Before anything heavy is imported: the tracking server of --tracking-uri (or $MLFLOW_TRACKING_URI)
+    answers, within seconds (:mod:`gsibench.tracking.preflight`)."""
+    from gsibench.tracking.preflight import check_reachable, default_uri
+
+    check_reachable(args.tracking_uri or default_uri())
+
+
 def add_executor_options(parser: argparse.ArgumentParser) -> None:
     """--executor, --jobs, --address (every command that runs cells can take them)."""
     parser.add_argument("--executor", default="local", choices=["local", "pool", "ray"],

@@ -41,6 +41,10 @@ def parse_ns(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     import time
     from pathlib import Path
 

@@ -70,7 +70,9 @@ def battery_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
-    from gsibench.cli.options import executor_from_args
+    from gsibench.cli.options import check_store, executor_from_args
+
+    check_store(args)
     from gsibench.cli.progress import ConsoleProgress
     from gsibench.cli.tables import print_choices, print_summary, report_console
     from gsibench.execution.driver import run_battery

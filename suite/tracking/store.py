@@ -19,8 +19,6 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from contextlib import closing, suppress
 from pathlib import Path
 
@@ -35,15 +33,11 @@ from gsibench.battery.cells import Cell
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.core.errors import UsageError
 from gsibench.measure.result import CellResult
+from gsibench.tracking.preflight import check_reachable, default_uri
 
 SERIES_POINTS = 250
 """Points per step series in MLflow's metric history (the artifact keeps every step)."""
 LOGGED_SERIES = ("loss", "update_norm", "scale")
-
-
-def default_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
 
 
 def git_commit() -> str:
@@ -53,25 +47,6 @@ def git_commit() -> str:
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
-
-
-def check_reachable(uri: str, timeout: float = 10.0) -> None:
-    """Fail at once, with a clear message, when a tracking *server* does not answer.
-
-    MLflow's own client retries a refused connection with back-off for about four minutes before
-    it gives up; a battery should say so before any training starts. Any HTTP answer (even 401 or
-    404 from a proxy) counts as reachable: only a connection that cannot be made is an error.
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise UsageError(f"MLflow tracking server '{uri}' is unreachable ({reason}); start one with "
-                         "`gsibench server`, or check --tracking-uri / $MLFLOW_TRACKING_URI") from None
 
 
 def use_wal(uri: str) -> None:
