@@ -36,6 +36,7 @@ class BatteryOutcome:
     ran: int = 0
     failed: list[Cell] = field(default_factory=list)
     diverged: int = 0
+    """Diverged runs among the battery's cells: this run's and those finished earlier (read from MLflow)."""
     run_ids: dict[str, str] = field(default_factory=dict)
     flushed: int = 0
     """Results spooled by an earlier run and written to the store at the start of this one."""
@@ -94,6 +95,9 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
     done = tracker.finished()
     outcome.run_ids = {cell.key: done[cell.key] for cell in cells if cell.key in done}
     outcome.already_done = len(outcome.run_ids)
+    if outcome.already_done:
+        diverged = tracker.runs("attributes.status = 'FINISHED' and tags.`gsibench.status` = 'diverged'")
+        outcome.diverged = len({run.data.tags.get("cell_key") for run in diverged} & set(outcome.run_ids))
     todo = [cell for cell in cells if cell.key not in done]
     todo_keys = {cell.key for cell in todo}
     if outcome.already_done:

@@ -40,13 +40,23 @@ SERIES_POINTS = 250
 LOGGED_SERIES = ("loss", "update_norm", "scale")
 
 
-def git_commit() -> str:
+def _git(*args: str) -> str | None:
+    """The output of a git command in gsibench's source tree (``None`` outside a checkout)."""
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return None
+    return out.stdout if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    return (_git("rev-parse", "HEAD") or "").strip() or "unknown"
+
+
+def git_dirty() -> str:
+    """``true`` when tracked files differ from ``git_commit`` (the numbers may come from uncommitted code)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status.strip())).lower()
 
 
 def use_wal(uri: str) -> None:
@@ -87,7 +97,7 @@ class Tracker:
         except Exception as error:  # connection refused, DNS, ...
             raise UsageError(f"MLflow tracking store '{self.uri}' is unreachable: {error}") from None
         self.versions = {"gsibench_version": gsibench.__version__, "torch_version": torch.__version__,
-                         "git_commit": git_commit()}
+                         "git_commit": git_commit(), "git_dirty": git_dirty()}
 
     def _artifacts(self) -> str | None:
         """Artifacts of a SQLite store go beside the database file; a server decides its own."""

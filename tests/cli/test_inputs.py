@@ -32,18 +32,21 @@ def refused(args: list[str], tmp_path, capsys) -> str:
     return err
 
 
+ADAM = ["--optimizers", "adam"]
+
+
 @pytest.mark.parametrize(("args", "says"), [
-    (["--optimizers", "adam", "--tasks", 'digits-mlp[width="wide"]'],
+    ([*ADAM, "--tasks", 'digits-mlp[width="wide"]'],
      "task 'digits-mlp': option width takes an integer in [1, 16384], got 'wide'"),
-    (["--optimizers", "adam", "--tasks", "digits-mlp[batch_size=5000]"], "option batch_size takes an integer in [1, 1437]"),
-    (["--optimizers", "adam", "--tasks", "digits-mlp[init='xavier']"], "option init takes one of default, sinusoidal"),
-    (["--optimizers", "adam", "--tasks", "quadratic[noise=true]"], "option noise takes a number in [0, 1e+06], got True"),
-    (["--optimizers", "adam", "--tasks", "char-gpt[n_embd=30,n_head=4]"], "n_embd (30) must be a multiple of n_head"),
-    (["--optimizers", "adam", "--tasks", "finite-sum[n=1]"], "option n takes an integer in [2, 1e+06], got 1"),
-    (["--optimizers", "adam", "--perturbations", "noise:sigma=1e300"], "sigma must be a positive number in (0, 4], got 1e+300"),
-    (["--optimizers", "adam", "--perturbations", "step:factor=1e40"], "factor must be a positive number in [1e-12, 1e+12]"),
-    (["--optimizers", "adam", "--perturbations", "ramp:rate=50"], "rate must be in [-1, 1]"),
-    (["--optimizers", "adam", "--tasks", "oracle", "--init", "sinusoidal"], "unknown task option 'init'"),
+    ([*ADAM, "--tasks", "digits-mlp[batch_size=5000]"], "option batch_size takes an integer in [1, 1437]"),
+    ([*ADAM, "--tasks", "digits-mlp[init='xavier']"], "option init takes one of default, sinusoidal"),
+    ([*ADAM, "--tasks", "quadratic[noise=true]"], "option noise takes a number in [0, 1e+06], got True"),
+    ([*ADAM, "--tasks", "char-gpt[n_embd=30,n_head=4]"], "n_embd (30) must be a multiple of n_head"),
+    ([*ADAM, "--tasks", "finite-sum[n=1]"], "option n takes an integer in [2, 1e+06], got 1"),
+    ([*ADAM, "--perturbations", "noise:sigma=1e300"], "sigma must be a positive number in (0, 4], got 1e+300"),
+    ([*ADAM, "--perturbations", "step:factor=1e40"], "factor must be a positive number in [1e-12, 1e+12]"),
+    ([*ADAM, "--perturbations", "ramp:rate=50"], "rate must be in [-1, 1]"),
+    ([*ADAM, "--tasks", "oracle", "--init", "sinusoidal"], "unknown task option 'init'"),
     (["--optimizers", "tests.plugins.slow_opt:SlowSGD[epsilon=1e-8]"],
      "optimizer 'tests.plugins.slow_opt:SlowSGD' has no hyperparameter 'epsilon'; valid: lr"),
     (["--optimizers", "adam[epsilon=1e-8]"], "optimizer 'adam' has no hyperparameter 'epsilon'; valid: "),
@@ -80,7 +83,8 @@ def test_option_declarations_infer_the_type_from_the_default():
                       ({"flag": 1}, "option flag takes true or false, got 1"),
                       ({"path": 3}, "option path takes a string (or none), got 3"),
                       ({"size": 9}, "option size takes an integer in [1, 8], got 9"),
-                      ({"sise": 2}, "task 't' has no option 'sise'; valid: anything, flag, name, path, rate, size, width")]:
+                      ({"sise": 2}, "task 't' has no option 'sise'; valid: anything, flag, name, path, rate, size, "
+                                    "width")]:
         with pytest.raises(UsageError) as error:
             check_options("t", declared, bad)
         assert says in str(error.value)

@@ -14,7 +14,7 @@ import pytest
 
 from gsibench.cli import main
 from gsibench.core.errors import UsageError
-from gsibench.tracking.preflight import check_database, check_readable, check_reachable
+from gsibench.tracking.preflight import check_database, check_reachable, check_readable
 
 REPO = Path(__file__).resolve().parents[2]
 UNREACHABLE = "http://127.0.0.1:9"  # the discard port: nothing listens there
