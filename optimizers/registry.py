@@ -23,12 +23,16 @@ from typing import Any
 import torch
 
 from gsibench.core.errors import UsageError
+from gsibench.core.isolation import call_isolated
 from gsibench.core.params import ParamInfo, probe_params
 from gsibench.core.registry import Registry
 from gsibench.core.specs import format_named, parse_named
 
 ENTRY_POINT_GROUP = "gsibench.optimizers"
 Factory = Callable[..., torch.optim.Optimizer]
+PROBE_TIMEOUT = 120.0
+"""Seconds a plugin optimizer may take to build on the probe parameters (the cell timeout's start-up
+allowance, :data:`gsibench.battery.limits.STARTUP_SECONDS`, unless a battery sets another)."""
 
 
 @dataclass(frozen=True)
@@ -69,30 +73,47 @@ class OptimizerEntry:
         """The optimizer over ``params`` with defaults overridden by ``overrides``."""
         return self.factory(params, **self.hparams(overrides))
 
-    def check(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    @property
+    def builtin(self) -> bool:
+        """Whether the factory is one of gsibench's own (trusted to come back when called)."""
+        return getattr(self.factory, "__module__", "").startswith("gsibench.optimizers.")
+
+    def check(self, overrides: dict[str, Any] | None = None, timeout: float | None = PROBE_TIMEOUT) -> dict[str, Any]:
         """Resolve hyperparameters and build the optimizer once on a tiny probe set, so that a bad
-        value or a broken plugin fails before any training starts. Returns the hyperparameters."""
+        value or a broken plugin fails before any training starts. Returns the hyperparameters.
+
+        A plugin is built in a child process (:func:`gsibench.core.isolation.call_isolated`) limited to
+        ``timeout`` seconds (``None``: no limit): a constructor that hangs, exits or crashes is a
+        UsageError here, not the end of the driver."""
         merged = self.hparams(overrides)
-        try:
-            optimizer = self.factory(probe_params(), **merged)
-        except (ValueError, TypeError) as error:
-            raise UsageError(f"optimizer '{self.name}' rejected {merged}: {error}") from None
-        except Exception as error:  # a plugin that cannot even be constructed
-            detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            raise UsageError(f"optimizer '{self.name}' could not be built: {detail}") from None
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise UsageError(
-                f"optimizer '{self.name}': factory returned {type(optimizer).__name__}, "
-                "expected a torch.optim.Optimizer"
-            )
+        if self.builtin:
+            _build_on_probe(self, merged)
+        else:
+            call_isolated(_build_on_probe, (self, merged), timeout,
+                          f"building optimizer '{self.name}' on probe parameters")
         return merged
+
+
+def _build_on_probe(entry: OptimizerEntry, hparams: dict[str, Any]) -> None:
+    try:
+        optimizer = entry.factory(probe_params(), **hparams)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"optimizer '{entry.name}' rejected {hparams}: {error}") from None
+    except Exception as error:  # a plugin that cannot even be constructed
+        detail = traceback.format_exception_only(type(error), error)[-1].strip()
+        raise UsageError(f"optimizer '{entry.name}' could not be built: {detail}") from None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise UsageError(
+            f"optimizer '{entry.name}': factory returned {type(optimizer).__name__}, "
+            "expected a torch.optim.Optimizer"
+        )
 
 
 def _class_factory(cls: type[torch.optim.Optimizer]) -> Factory:
     def factory(params: list[ParamInfo], **hparams: Any) -> torch.optim.Optimizer:
         return cls([p.tensor for p in params], **hparams)
 
-    factory.__name__ = cls.__name__
+    factory.__name__, factory.__module__ = cls.__name__, cls.__module__  # the class's module owns it
     return factory
 
 
@@ -174,11 +195,12 @@ def available() -> list[str]:
     return REGISTRY.available()
 
 
-def resolve(spec: str) -> tuple[OptimizerEntry, dict[str, Any]]:
-    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters)."""
+def resolve(spec: str, timeout: float | None = PROBE_TIMEOUT) -> tuple[OptimizerEntry, dict[str, Any]]:
+    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters); a plugin's probe build may
+    take ``timeout`` seconds (:meth:`OptimizerEntry.check`)."""
     name, overrides = parse_named(spec)
     entry = get(name)
-    return entry, entry.check(overrides)
+    return entry, entry.check(overrides, timeout)
 
 
 def canonical(spec: str) -> str:

@@ -15,6 +15,7 @@ TOML form (every key optional but ``optimizers``)::
     schedule      = "constant"   # or "warmup-cosine"; default: each task's own
     clip          = 1.0
     device        = "auto"
+    cell_timeout  = 600          # seconds, or "off"; default: 120 s + steps × the task's per-step budget
     imports       = ["mypkg.opt"]
     [task_options]               # applied to every task that has the option
     init = "sinusoidal"
@@ -28,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from gsibench.battery.cells import Cell
+from gsibench.battery.limits import parse_timeout, probe_limit
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.battery.perturbations import split_specs
 from gsibench.battery.schedules import SCHEDULES
@@ -90,6 +92,9 @@ class Battery:
     imports: list[str] = field(default_factory=list)
     task_options: dict[str, Any] = field(default_factory=dict)
     experiment: str = "gsibench"
+    cell_timeout: float | str | None = None
+    """Seconds a cell may run, ``'off'``, or ``None`` for the default derived from the task's size
+    (:mod:`gsibench.battery.limits`); not part of a cell's key."""
     tuned_lrs: dict[tuple[str, str], float] = field(default_factory=dict)
     """(optimizer spec, task spec) -> learning rate chosen by the tuning sweep (gsibench.execution.tuning). Used only
     where the optimizer spec does not set ``lr`` itself."""
@@ -119,6 +124,8 @@ class Battery:
                     values[key] = list(split_list(values[key]))
         if "seeds" in values:
             values["seeds"] = parse_seeds(values["seeds"])
+        if "cell_timeout" in values:
+            values["cell_timeout"] = parse_timeout(values["cell_timeout"], f"cell_timeout in {source}")
         for key, kind in (("steps", int), ("warmup", (int, float)), ("clip", (int, float)),
                           ("device", str), ("schedule", str), ("experiment", str), ("task_options", dict)):
             if key in values and values[key] is not None and (
@@ -163,7 +170,7 @@ class Battery:
         self._check_settings()
         optimizer_specs = []
         for spec in self.optimizers:
-            entry, hparams = optimizer_registry.resolve(spec)
+            entry, hparams = optimizer_registry.resolve(spec, probe_limit(self.cell_timeout))
             explicit_lr = "lr" in parse_named(spec)[1]
             optimizer_specs.append((optimizer_registry.canonical(spec), entry.name, hparams, explicit_lr))
         perturbations = [parse_perturbation(p).spec for p in self.perturbations]

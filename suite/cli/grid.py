@@ -49,7 +49,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = list(split_list(args.task))
     seeds = parse_seeds(args.seeds)
     tracker = Tracker(args.tracking_uri, args.experiment)
-    done = run_grid(tasks, betas, seeds, tracker, executor_from_args(args), Path(args.out), optimizer=args.optimizer,
+    executor = executor_from_args(args, progress=progress)
+    done = run_grid(tasks, betas, seeds, tracker, executor, Path(args.out), optimizer=args.optimizer,
                     lr=args.lr, steps=args.steps, schedule=args.schedule, init=args.init, device=args.device,
                     progress=progress)
     for task, cells_of_task in done.table.groupby("task", sort=False):

@@ -64,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
     console, progress = report_console(), ConsoleProgress()
     rates = rates_from_args(args)
     tracker = Tracker(args.tracking_uri, args.experiment)
-    done = run_invariance(list(split_list(args.optimizers)), rates, tracker, executor_from_args(args), Path(args.out),
+    executor = executor_from_args(args, progress=progress)
+    done = run_invariance(list(split_list(args.optimizers)), rates, tracker, executor, Path(args.out),
                           steps=args.steps or FIGURE_STEPS, figure=args.figure, device=args.device, progress=progress)
     slopes = dict(zip(done.order["optimizer"], done.order["slope"]))
     table = Table(title=f"D(δ) = max_k |‖R_k‖ − ‖R_k^clean‖| on the oracle ({done.steps} steps, ramp over "

@@ -7,6 +7,7 @@ import math
 import os
 from pathlib import Path
 
+from gsibench.battery.limits import STARTUP_SECONDS
 from gsibench.core.errors import UsageError
 
 
@@ -32,6 +33,12 @@ def add_executor_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--jobs", type=int, help="cells run at once (default: $GSIBENCH_JOBS, else every core)")
     parser.add_argument("--address", help="Ray cluster for --executor ray: auto (the cluster this machine is in) "
                         "or HOST:PORT (default: start a local Ray)")
+    parser.add_argument("--cell-timeout", metavar="SECONDS|off",
+                        help="a cell running longer is failed (reason: timeout), its worker killed and replaced, "
+                        f"and the battery goes on (default: {STARTUP_SECONDS:g} s + steps x the task's per-step "
+                        "budget, e.g. 150 s for digits-mlp's 300 steps; also cell_timeout in a battery file). It "
+                        "needs a worker process: cells run in-process (--jobs 1) get no limit unless one is given "
+                        "here, which runs them in one worker process")
 
 
 def add_import_option(parser: argparse.ArgumentParser) -> None:
@@ -49,8 +56,10 @@ def add_reproduction_options(parser: argparse.ArgumentParser, command: str) -> N
     parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
 
 
-def executor_from_args(args: argparse.Namespace):
-    """The executor that --executor/--jobs/--address name."""
+def executor_from_args(args: argparse.Namespace, timeout: float | str | None = None, progress=None):
+    """The executor that --executor/--jobs/--address/--cell-timeout name (``timeout``: a battery file's
+    cell_timeout, which the flag overrides); ``progress`` is told when cells will run without a limit."""
+    from gsibench.battery.limits import parse_timeout
     from gsibench.execution.executors import available_cores, make_executor
 
     jobs = args.jobs
@@ -59,7 +68,13 @@ def executor_from_args(args: argparse.Namespace):
         if not text.strip().isdigit():
             raise UsageError(f"$GSIBENCH_JOBS must be a positive integer, got {text!r}")
         jobs = int(text)
-    return make_executor(args.executor, jobs=jobs, address=getattr(args, "address", None))
+    if getattr(args, "cell_timeout", None) is not None:
+        timeout = parse_timeout(args.cell_timeout)
+    executor = make_executor(args.executor, jobs=jobs, address=getattr(args, "address", None), timeout=timeout)
+    if progress is not None and executor.timeout == "off" and timeout != "off":
+        progress.note("cells run in this process (--jobs 1) without a time limit: a timeout needs a worker "
+                      "process (--cell-timeout SECONDS runs them in one)")
+    return executor
 
 
 def parse_floats(text: str, name: str, low: float = -math.inf, high: float = math.inf) -> list[float]:

@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         runs = run_batched(args.task, ns, seeds, beta1s, beta2s, steps, args.lr, tracker, progress)
     else:
         runs, failed = run_cells(args.task, ns, seeds, beta1s, beta2s, steps, args.lr, args.device, tracker,
-                                 executor_from_args(args), progress)
+                                 executor_from_args(args, progress=progress), progress)
     wall = time.perf_counter() - started
     table = phase_table(runs)
     counts = diverged_counts(table)

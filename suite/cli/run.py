@@ -52,7 +52,7 @@ def battery_from_args(args: argparse.Namespace):
     if source is None and not args.optimizers:
         source = DEFAULT_BATTERY
     data = read_battery_file(source) if source is not None else {}
-    for key in ("optimizers", "tasks", "seeds", "steps", "schedule", "clip", "device"):
+    for key in ("optimizers", "tasks", "seeds", "steps", "schedule", "clip", "device", "cell_timeout"):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     battery = battery_from_args(args)
     battery.plan()  # every name and value checked before MLflow or training is touched
     tracker = Tracker(args.tracking_uri, battery.experiment)
-    executor = executor_from_args(args)
+    executor = executor_from_args(args, battery.cell_timeout, progress)
     if not args.no_tune:
         from gsibench.execution.tuning import run_sweep
 
