@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
     for task, reason in outcome.skipped_tasks:
         progress.note(f"skipped {task}: {reason}")
     print_summary(summarize(runs_frame(tracker, set(outcome.run_ids.values()))), report_console())
-    progress.note(f"{len(outcome.cells)} cells: {outcome.ran} run now, {outcome.already_done} already done, "
+    others = f"{outcome.elsewhere} run by another driver, " if outcome.elsewhere else ""
+    progress.note(f"{len(outcome.cells)} cells: {outcome.ran} run now, {outcome.already_done} already done, {others}"
                   f"{outcome.diverged} diverged, {len(outcome.failed)} failed. MLflow: {tracker.uri} "
                   f"(experiment '{tracker.experiment_name}')")
     for cell in outcome.failed:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlflow.entities import Metric, Param
+from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -89,7 +89,12 @@ class Tracker:
         try:
             found = self.client.get_experiment_by_name(experiment)
             if found is None:
-                self.experiment_id = self.client.create_experiment(experiment, artifact_location=self._artifacts())
+                try:
+                    self.experiment_id = self.client.create_experiment(experiment, artifact_location=self._artifacts())
+                except MlflowException as error:  # another driver created it in the meantime
+                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    self.experiment_id = self.client.get_experiment_by_name(experiment).experiment_id
             else:
                 self.experiment_id = found.experiment_id
         except MlflowException as error:
@@ -121,13 +126,6 @@ class Tracker:
         return {run.data.tags["cell_key"]: run.info.run_id
                 for run in self.runs("attributes.status = 'FINISHED'") if "cell_key" in run.data.tags}
 
-    def mark_interrupted(self) -> int:
-        """Runs left RUNNING by a killed driver become KILLED (their cells are redone). Returns how many."""
-        stale = self.runs("attributes.status = 'RUNNING'")
-        for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
-        return len(stale)
-
     def load_trace(self, run_id: str, cell: Cell) -> CellResult:
         """The stored result of a finished run, enough to serve as a clean twin."""
         with tempfile.TemporaryDirectory() as tmp:
@@ -142,8 +140,9 @@ class Tracker:
 
     # ---- writing ------------------------------------------------------------------------------
     def log(self, result: CellResult, comparison: dict[str, float] | None = None,
-            twin_run_id: str | None = None) -> str:
-        """Write one cell's run; returns its run id."""
+            twin_run_id: str | None = None, run_id: str | None = None) -> str:
+        """Write one cell's run — into ``run_id``, the cell's claim (:mod:`gsibench.tracking.claims`), when
+        given; returns its run id."""
         cell = result.cell
         now = int(time.time() * 1000)
         tags = {"cell_key": cell.key, "kind": "clean" if cell.is_clean else "perturbed",
@@ -154,9 +153,11 @@ class Tracker:
             tags["twin_key"] = cell.twin.key
             if twin_run_id:
                 tags["twin_run_id"] = twin_run_id
-        run = self.client.create_run(self.experiment_id, start_time=now - int(result.wall_seconds * 1000),
-                                     tags=tags, run_name=cell.label())
-        run_id = run.info.run_id
+        if run_id is None:
+            run_id = self.client.create_run(self.experiment_id, start_time=now - int(result.wall_seconds * 1000),
+                                            tags=tags, run_name=cell.label()).info.run_id
+        else:
+            self.client.log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
         try:
             self._fill(run_id, result, comparison, now)
         except KeyboardInterrupt:  # Ctrl-C while writing: mark the run now rather than at the next start

@@ -102,13 +102,13 @@ def failing_log(real_log, fail_from: int, write_first: bool):
     ``write_first`` the failing call still writes its run (the answer is what gets lost)."""
     calls = Counter()
 
-    def log(self, result, comparison=None, twin_run_id=None):
+    def log(self, result, comparison=None, twin_run_id=None, run_id=None):
         calls["n"] += 1
         if calls["n"] > fail_from:
             if write_first and calls["n"] == fail_from + 1:
-                real_log(self, result, comparison, twin_run_id)
+                real_log(self, result, comparison, twin_run_id, run_id)
             raise MlflowException("API request to http://127.0.0.1:5000 failed: Connection refused")
-        return real_log(self, result, comparison, twin_run_id)
+        return real_log(self, result, comparison, twin_run_id, run_id)
 
     return log
 
