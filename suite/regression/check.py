@@ -31,9 +31,10 @@ val_drop are differences of larger quantities: their rounding error is set by th
 CPU capability and kernel variables: the numbers are bit-for-bit the baseline's for the same code) and
 :data:`MACHINE_FLOOR` otherwise — vector width, FMA and reduction order change the rounding, and a
 training run carries a rounding difference on (measured across torch's scalar/AVX2/AVX-512 kernels and
-MKL's generic path: at most 2.0e-3 of a metric's scale, 4.7e-3 on a trajectory). ``--tolerance NAME=VALUE`` sets one quantity's absolute tolerance. Two-sided by default — a
-bug can make a number look better; ``--only-worse`` flags only moves in the bad direction (trajectories
-of ‖R_k‖ have none and are then not checked).
+MKL's generic path: at most 2.0e-3 of a metric's scale, 4.7e-3 on a trajectory). ``--tolerance
+NAME=VALUE`` sets one quantity's absolute tolerance. Two-sided by default — a bug can make a number look
+better; ``--only-worse`` flags only moves in the bad direction (trajectories of ‖R_k‖ have none and are
+then not checked).
 """
 
 from __future__ import annotations

@@ -17,6 +17,7 @@ from gsibench.reproductions.phase import (
     phase_table,
     task_spec,
 )
+from gsibench.tasks.finite_sum import optimal_value
 from gsibench.tracking.store import Tracker
 
 
@@ -44,7 +45,10 @@ def test_batched_engine_matches_the_runner_cell_by_cell(beta1, beta2):
     result = run_cell(cell)
     initial = float(result.info["initial_suboptimality"])
     assert batched["diverged"] == is_diverged(result.diverged, result.val_score, initial)
-    assert batched["suboptimality"] == pytest.approx(result.val_score, rel=1e-5, abs=1e-6)
+    # both engines evaluate f(x) − f* in float32 by different programs (and may end a last bit apart in x):
+    # a few ulps of |f(x)|, 8 allowed (measured: at most 1.2)
+    f_x = abs(result.val_score + optimal_value(5))
+    assert abs(batched["suboptimality"] - result.val_score) <= 8 * np.spacing(np.float32(f_x))
 
 
 def test_the_diverged_region_grows_with_n():
