@@ -71,6 +71,12 @@ def test_a_wrong_type_in_task_options_names_the_task_and_option(tmp_path, monkey
     assert "task 'digits-mlp': option width takes an integer" in refused(["b.toml"], tmp_path, capsys)
 
 
+def test_plugin_authors_get_the_declaration_from_gsibench():
+    import gsibench
+
+    assert gsibench.TaskOption is Option
+
+
 def test_option_declarations_infer_the_type_from_the_default():
     declared = {"width": 128, "rate": 0.5, "name": "a", "flag": True, "anything": None,
                 "path": Option(None, kind=str), "size": Option(4, low=1, high=8)}
