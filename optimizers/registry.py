@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from gsibench.core.errors import UsageError
+from gsibench.core.isolation import call_isolated
 from gsibench.core.params import ParamInfo, probe_params
 from gsibench.core.registry import Registry
 from gsibench.core.specs import format_named, parse_named
@@ -31,6 +32,9 @@ Factory = Callable[..., Any]
 
 if TYPE_CHECKING:  # torch loads with the first optimizer built: naming or checking one needs none
     import torch
+PROBE_TIMEOUT = 120.0
+"""Seconds a plugin optimizer may take to build on the probe parameters (the cell timeout's start-up
+allowance, :data:`gsibench.battery.limits.STARTUP_SECONDS`, unless a battery sets another)."""
 
 
 @dataclass(frozen=True)
@@ -71,32 +75,49 @@ class OptimizerEntry:
         """The optimizer over ``params`` with defaults overridden by ``overrides``."""
         return self.factory(params, **self.hparams(overrides))
 
-    def check(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Resolve hyperparameters and build the optimizer once on a tiny probe set, so that a bad
-        value or a broken plugin fails before any training starts. Returns the hyperparameters."""
-        import torch
+    @property
+    def builtin(self) -> bool:
+        """Whether the factory is one of gsibench's own (trusted to come back when called)."""
+        return getattr(self.factory, "__module__", "").startswith("gsibench.optimizers.")
 
+    def check(self, overrides: dict[str, Any] | None = None, timeout: float | None = PROBE_TIMEOUT) -> dict[str, Any]:
+        """Resolve hyperparameters and build the optimizer once on a tiny probe set, so that a bad
+        value or a broken plugin fails before any training starts. Returns the hyperparameters.
+
+        A plugin is built in a child process (:func:`gsibench.core.isolation.call_isolated`) limited to
+        ``timeout`` seconds (``None``: no limit): a constructor that hangs, exits or crashes is a
+        UsageError here, not the end of the driver."""
         merged = self.hparams(overrides)
-        try:
-            optimizer = self.factory(probe_params(), **merged)
-        except (ValueError, TypeError) as error:
-            raise UsageError(f"optimizer '{self.name}' rejected {merged}: {error}") from None
-        except Exception as error:  # a plugin that cannot even be constructed
-            detail = traceback.format_exception_only(type(error), error)[-1].strip()
-            raise UsageError(f"optimizer '{self.name}' could not be built: {detail}") from None
-        if not isinstance(optimizer, torch.optim.Optimizer):
-            raise UsageError(
-                f"optimizer '{self.name}': factory returned {type(optimizer).__name__}, "
-                "expected a torch.optim.Optimizer"
-            )
+        if self.builtin:
+            _build_on_probe(self, merged)
+        else:
+            call_isolated(_build_on_probe, (self, merged), timeout,
+                          f"building optimizer '{self.name}' on probe parameters")
         return merged
+
+
+def _build_on_probe(entry: OptimizerEntry, hparams: dict[str, Any]) -> None:
+    import torch
+
+    try:
+        optimizer = entry.factory(probe_params(), **hparams)
+    except (ValueError, TypeError) as error:
+        raise UsageError(f"optimizer '{entry.name}' rejected {hparams}: {error}") from None
+    except Exception as error:  # a plugin that cannot even be constructed
+        detail = traceback.format_exception_only(type(error), error)[-1].strip()
+        raise UsageError(f"optimizer '{entry.name}' could not be built: {detail}") from None
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise UsageError(
+            f"optimizer '{entry.name}': factory returned {type(optimizer).__name__}, "
+            "expected a torch.optim.Optimizer"
+        )
 
 
 def _class_factory(cls: type[torch.optim.Optimizer]) -> Factory:
     def factory(params: list[ParamInfo], **hparams: Any) -> torch.optim.Optimizer:
         return cls([p.tensor for p in params], **hparams)
 
-    factory.__name__ = cls.__name__
+    factory.__name__, factory.__module__ = cls.__name__, cls.__module__  # the class's module owns it
     return factory
 
 
@@ -182,23 +203,24 @@ def available() -> list[str]:
     return REGISTRY.available()
 
 
-def resolve(spec: str, build: bool = True) -> tuple[OptimizerEntry, dict[str, Any]]:
-    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters). ``build=False`` checks the
-    values but leaves the probe build (:meth:`OptimizerEntry.check`) to :func:`check_builds`, for the
-    cells that will actually run."""
+def resolve(spec: str, timeout: float | None = PROBE_TIMEOUT, build: bool = True
+            ) -> tuple[OptimizerEntry, dict[str, Any]]:
+    """``'adam-balanced[beta=0.99]'`` -> (entry, full checked hyperparameters); a plugin's probe build may
+    take ``timeout`` seconds (:meth:`OptimizerEntry.check`). ``build=False`` checks the values but leaves
+    the probe build to :func:`check_builds`, for the cells that will actually run."""
     name, overrides = parse_named(spec)
     entry = get(name)
-    return entry, entry.check(overrides) if build else entry.hparams(overrides)
+    return entry, entry.check(overrides, timeout) if build else entry.hparams(overrides)
 
 
-def check_builds(named: list[tuple[str, dict[str, Any]]]) -> None:
+def check_builds(named: list[tuple[str, dict[str, Any]]], timeout: float | None = PROBE_TIMEOUT) -> None:
     """Build each distinct (optimizer name, hyperparameters) once on the probe parameters: a broken
     plugin or a value only its constructor refuses fails here, before training."""
     seen = []
     for name, hparams in named:
         if (name, hparams) not in seen:
             seen.append((name, hparams))
-            get(name).check(hparams)
+            get(name).check(hparams, timeout)
 
 
 def canonical(spec: str) -> str:

@@ -28,6 +28,7 @@ _EXPORTS = {
     "Task": ("gsibench.tasks.base", "Task"),
     "Problem": ("gsibench.tasks.base", "Problem"),
     "Score": ("gsibench.tasks.base", "Score"),
+    "TaskOption": ("gsibench.tasks.options", "Option"),
     "EpochSampler": ("gsibench.tasks.base", "EpochSampler"),
     "step_generator": ("gsibench.tasks.base", "step_generator"),
     "UsageError": ("gsibench.core.errors", "UsageError"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo
+from gsibench.tasks.options import Option, check_options
 
 if TYPE_CHECKING:  # torch loads with the first task built: naming or checking one needs none
     import torch
@@ -74,19 +75,22 @@ class Task(ABC):
     needs_gpu: ClassVar[bool] = False
     prefers_gpu: ClassVar[bool] = False
     """GPU-scale task: ``device=auto`` picks CUDA for it when one is available."""
-    options: ClassVar[dict[str, Any]] = {}
-    """Task options with their defaults, settable in the spec: ``digits-mlp[width=256]``."""
+    options: ClassVar[dict[str, Any | Option]] = {}
+    """Task options settable in the spec (``digits-mlp[width=256]``): name -> default, or name ->
+    :class:`~gsibench.tasks.options.Option` with bounds or choices; the default's type is the option's type."""
+    step_seconds: ClassVar[float] = 1.0
+    """A generous CPU budget per training step: the default cell timeout is a start-up allowance plus
+    ``steps × step_seconds`` (:func:`gsibench.execution.executors.cell_timeout`)."""
 
     def resolve_options(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Defaults merged with ``overrides``; unknown keys raise a UsageError listing valid ones."""
-        overrides = dict(overrides or {})
-        unknown = sorted(set(overrides) - set(self.options))
-        if unknown:
-            raise UsageError(
-                f"task '{self.name}' has no option {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(self.options)) or '(none)'}"
-            )
-        return {**self.options, **overrides}
+        """Defaults merged with ``overrides``; an unknown key, a value of the wrong type or out of range
+        raises a one-line UsageError naming the option (then :meth:`check_options` sees them together)."""
+        options = check_options(self.name, self.options, dict(overrides or {}))
+        self.check_options(options)
+        return options
+
+    def check_options(self, options: dict[str, Any]) -> None:  # noqa: B027 (a hook: no check is the default)
+        """Checks that involve several options (``n_embd`` a multiple of ``n_head``); raise UsageError."""
 
     def unavailable(self, options: dict[str, Any]) -> str | None:
         """Why this task cannot run here (missing data, no GPU), or ``None`` if it can."""

@@ -35,6 +35,8 @@ from torch import nn
 from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo, infer_roles
 from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.init import INITS
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 EVAL_WINDOWS = 128
@@ -235,6 +237,20 @@ def build_gpt(seed: int, vocab_size: int, block_size: int, n_layer: int, n_head:
     return model
 
 
+def gpt_options(**defaults: int) -> dict[str, Option]:
+    """The model and batch options of the GPT tasks (``block_size``, ``batch_size``, ``n_layer``, ``n_head``,
+    ``n_embd``) with their bounds, and ``init``."""
+    highs = {"block_size": 4096, "batch_size": 4096, "n_layer": 64, "n_head": 64, "n_embd": 8192}
+    options = {name: Option(default, low=1, high=highs[name]) for name, default in defaults.items()}
+    return {**options, "init": Option("default", choices=INITS)}
+
+
+def check_gpt_shape(task: str, options: dict) -> None:
+    if options["n_embd"] % options["n_head"]:
+        raise UsageError(f"task '{task}': n_embd ({options['n_embd']}) must be a multiple of n_head "
+                         f"({options['n_head']})")
+
+
 @register
 class CharGPT(Task):
     name = "char-gpt"
@@ -244,8 +260,13 @@ class CharGPT(Task):
     loss_bound = 1e3
     schedule = "warmup-cosine"
     clip = 1.0
-    options = {"text": None, "block_size": 64, "batch_size": 16, "n_layer": 2, "n_head": 2, "n_embd": 64,
-               "init": "default"}
+    options = {"text": Option(None, kind=str), **gpt_options(block_size=64, batch_size=16, n_layer=2, n_head=2,
+                                                                n_embd=64)}
+
+    def check_options(self, options: dict) -> None:
+        check_gpt_shape(self.name, options)
+        if options["text"] is not None and not Path(options["text"]).expanduser().is_file():
+            raise UsageError(f"task '{self.name}': text file '{options['text']}' not found")
 
     def build(self, seed: int, device: torch.device, text: str | None = None, block_size: int = 64,
               batch_size: int = 16, n_layer: int = 2, n_head: int = 2, n_embd: int = 64,

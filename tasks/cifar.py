@@ -30,6 +30,8 @@ from torch import nn
 from gsibench.core.errors import UsageError, unknown_name
 from gsibench.core.params import infer_roles
 from gsibench.tasks.base import EpochSampler, Problem, Score, Task, step_generator
+from gsibench.tasks.init import INITS
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 FOLDERS = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}
@@ -162,8 +164,10 @@ class CifarResNet18(Task):
     schedule = "warmup-cosine"
     needs_data = True
     prefers_gpu = True
-    options = {"dataset": "cifar10", "data_dir": None, "batch_size": 64, "val_examples": None,
-               "init": "default", "verify": True}
+    step_seconds = 30.0
+    options = {"dataset": Option("cifar10", choices=tuple(FOLDERS)), "data_dir": Option(None, kind=str),
+               "batch_size": Option(64, low=1, high=50_000), "val_examples": Option(None, kind=int, low=1, high=10_000),
+               "init": Option("default", choices=INITS), "verify": True}
 
     def unavailable(self, options: dict[str, Any]) -> str | None:
         dataset = options.get("dataset", "cifar10")

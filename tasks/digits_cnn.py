@@ -12,7 +12,9 @@ import torch
 from torch import nn
 
 from gsibench.tasks.base import Problem, Score, Task
-from gsibench.tasks.digits_mlp import ClassificationProblem, digits_split
+from gsibench.tasks.digits_mlp import TRAIN_EXAMPLES, ClassificationProblem, digits_split
+from gsibench.tasks.init import INITS
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 
@@ -37,7 +39,9 @@ class DigitsCNN(Task):
     default_steps = 300
     score = Score("val_accuracy", higher_is_better=True)
     loss_bound = 1e3
-    options = {"width": 16, "batch_size": 64, "init": "default"}
+    step_seconds = 0.25
+    options = {"width": Option(16, low=1, high=1024), "batch_size": Option(64, low=1, high=TRAIN_EXAMPLES),
+               "init": Option("default", choices=INITS)}
 
     def build(self, seed: int, device: torch.device, width: int = 16, batch_size: int = 64,
               init: str = "default") -> Problem:

@@ -15,7 +15,12 @@ from torch import nn
 
 from gsibench.core.params import infer_roles
 from gsibench.tasks.base import EpochSampler, Problem, Score, Task
+from gsibench.tasks.init import INITS
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
+
+TRAIN_EXAMPLES = 1437
+"""Training examples of the fixed split (80% of 1,797): the largest batch."""
 
 
 @lru_cache(maxsize=1)
@@ -66,7 +71,9 @@ class DigitsMLP(Task):
     default_steps = 300
     score = Score("val_accuracy", higher_is_better=True)
     loss_bound = 1e3
-    options = {"width": 128, "depth": 2, "batch_size": 64, "init": "default"}
+    step_seconds = 0.1
+    options = {"width": Option(128, low=1, high=16384), "depth": Option(2, low=1, high=64),
+               "batch_size": Option(64, low=1, high=TRAIN_EXAMPLES), "init": Option("default", choices=INITS)}
 
     def build(self, seed, device, width=128, depth=2, batch_size=64, init="default") -> Problem:
         torch.manual_seed(seed)

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gsibench.core.errors import UsageError, unknown_name
 from gsibench.core.params import ParamInfo
 from gsibench.tasks.base import EpochSampler, Problem, Score, Task, step_generator
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 SAMPLINGS = ("shuffle", "replacement")
@@ -108,11 +108,9 @@ class FiniteSum(Task):
     default_steps = 2000
     score = Score("suboptimality", higher_is_better=False)
     loss_bound = 1e6
-    options = {"n": 10, "sampling": "shuffle"}
+    step_seconds = 0.05
+    options = {"n": Option(10, low=2, high=1_000_000), "sampling": Option("shuffle", choices=SAMPLINGS)}
 
     def build(self, seed: int, device: torch.device, n: int = 10, sampling: str = "shuffle") -> Problem:
-        if not (isinstance(n, int) and n >= 2):
-            raise UsageError(f"finite-sum needs an integer n >= 2 components, got {n!r}")
-        if sampling not in SAMPLINGS:
-            raise unknown_name("sampling", sampling, SAMPLINGS)
+        self.resolve_options({"n": n, "sampling": sampling})
         return FiniteSumProblem(seed, device, n, sampling)

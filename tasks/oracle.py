@@ -56,6 +56,7 @@ class Oracle(Task):
     description = "prescribed gradient sequence of arXiv 2601.21739 Figs. 1-2 (no model, 3 parameters)"
     default_steps = 601
     options = {"rotation": 1.0, "dtype": "float32"}
+    step_seconds = 0.05
 
     def build(self, seed: int, device: torch.device, rotation: float = 1.0, dtype: str = "float32") -> Problem:
         if isinstance(rotation, bool) or not isinstance(rotation, (int, float)) or not math.isfinite(rotation):

@@ -17,6 +17,7 @@ from torch import nn
 
 from gsibench.core.params import ParamInfo
 from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 
@@ -52,7 +53,10 @@ class Quadratic(Task):
     default_steps = 300
     score = Score("suboptimality", higher_is_better=False)
     loss_bound = 1e8
-    options = {"rows": 16, "cols": 16, "condition": 100.0, "noise": 1.0, "optimum_scale": 0.1}
+    step_seconds = 0.05
+    options = {"rows": Option(16, low=1, high=4096), "cols": Option(16, low=1, high=4096),
+               "condition": Option(100.0, low=1.0, high=1e12), "noise": Option(1.0, low=0.0, high=1e6),
+               "optimum_scale": Option(0.1, low=0.0, high=1e6)}
 
     def build(self, seed, device, rows=16, cols=16, condition=100.0, noise=1.0, optimum_scale=0.1) -> Problem:
         return QuadraticProblem(seed, device, rows, cols, condition, noise, optimum_scale)

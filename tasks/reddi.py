@@ -26,9 +26,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gsibench.core.errors import UsageError, unknown_name
+from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo
 from gsibench.tasks.base import Problem, Score, Task, step_generator
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 KINDS = ("stochastic", "cyclic")
@@ -67,11 +68,13 @@ class Reddi(Task):
     description = "Reddi et al. 2018 online counterexample on x in [-1,1] (stochastic 1010x / -10x or cyclic)"
     default_steps = 2000
     score = Score("distance_to_optimum", higher_is_better=False)
-    options = {"kind": "stochastic", "C": 3.0}
+    step_seconds = 0.05
+    options = {"kind": Option("stochastic", choices=KINDS), "C": Option(3.0, low=-1e6, high=1e6)}
+
+    def check_options(self, options: dict) -> None:
+        if options["kind"] == "cyclic" and not options["C"] > 2:
+            raise UsageError(f"reddi[kind=cyclic] needs C > 2 (else x = −1 is not the optimum), got {options['C']!r}")
 
     def build(self, seed: int, device: torch.device, kind: str = "stochastic", C: float = 3.0) -> Problem:
-        if kind not in KINDS:
-            raise unknown_name("kind", kind, KINDS)
-        if kind == "cyclic" and not (isinstance(C, (int, float)) and C > 2):
-            raise UsageError(f"reddi[kind=cyclic] needs C > 2 (else x = −1 is not the optimum), got {C!r}")
+        self.check_options({"kind": kind, "C": C})
         return ReddiProblem(seed, device, kind, float(C))

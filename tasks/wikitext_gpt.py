@@ -29,7 +29,8 @@ import torch
 
 from gsibench.core.errors import UsageError
 from gsibench.tasks.base import Problem, Score, Task
-from gsibench.tasks.char_gpt import LanguageModelProblem, build_gpt
+from gsibench.tasks.char_gpt import LanguageModelProblem, build_gpt, check_gpt_shape, gpt_options
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 EVAL_WINDOWS = 512
@@ -75,8 +76,12 @@ class WikiTextGPT(Task):
     clip = 1.0
     needs_data = True
     prefers_gpu = True
-    options = {"data_dir": None, "block_size": 256, "batch_size": 8, "n_layer": 6, "n_head": 6, "n_embd": 384,
-               "init": "default"}
+    step_seconds = 20.0
+    options = {"data_dir": Option(None, kind=str), **gpt_options(block_size=256, batch_size=8, n_layer=6, n_head=6,
+                                                                    n_embd=384)}
+
+    def check_options(self, options: dict[str, Any]) -> None:
+        check_gpt_shape(self.name, options)
 
     def unavailable(self, options: dict[str, Any]) -> str | None:
         if find_wikitext(options.get("data_dir")) is not None:

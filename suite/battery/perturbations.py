@@ -77,11 +77,22 @@ def _fraction(fields: dict, *keys: str) -> None:
             raise ValueError(f"{key} must be a fraction of training in [0, 1], got {value!r}")
 
 
+LIMITS = {"factor": (1e-12, 1e12), "sigma": (0.0, 4.0), "length": (0.0, 1e7), "width": (0.0, 1e7), "rate": (-1.0, 1.0)}
+"""Sane ranges of the fields (a bound of 0 is exclusive). A scale c in [1e-12, 1e12] keeps a float32 gradient of
+1e-8…1e4 a finite normal number (float32 spans 1.2e-38…3.4e38); noise exp(σz) stays in that range for |z| ≤ 6.9
+at σ ≤ 4; a drift rate beyond one e-fold per step is no drift but a jump."""
+
+
 def _positive(fields: dict, *keys: str) -> None:
     for key in keys:
         value = fields[key]
-        if not isinstance(value, (int, float)) or not value > 0 or not math.isfinite(value):
-            raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+        low, high = LIMITS.get(key, (0.0, math.inf))
+        number = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        if not number or not value > 0 or not low <= value <= high:
+            if high == math.inf:
+                raise ValueError(f"{key} must be a positive finite number, got {value!r}")
+            raise ValueError(f"{key} must be a positive number in {'(' if low == 0 else '['}{low:g}, {high:g}], "
+                             f"got {value!r}")
 
 
 def _check_ramp(fields: dict) -> None:
@@ -89,8 +100,9 @@ def _check_ramp(fields: dict) -> None:
     if fields["end"] <= fields["start"]:
         raise ValueError(f"end ({fields['end']}) must be after start ({fields['start']})")
     if fields["rate"] is not None:
-        if not isinstance(fields["rate"], (int, float)) or not math.isfinite(fields["rate"]):
-            raise ValueError(f"rate must be a finite number, got {fields['rate']!r}")
+        low, high = LIMITS["rate"]
+        if not isinstance(fields["rate"], (int, float)) or not low <= fields["rate"] <= high:
+            raise ValueError(f"rate must be in [{low:g}, {high:g}] (log-scale change per step), got {fields['rate']!r}")
     else:
         _positive(fields, "factor")
 
@@ -177,8 +189,9 @@ def _bounded(fields: dict, key: str, low: float, high: float) -> None:
 def _check_bump(fields: dict) -> None:
     _fraction(fields, "start", "end")
     _positive(fields, "width")
-    if not isinstance(fields["height"], (int, float)) or fields["height"] <= -1:
-        raise ValueError(f"height must be > -1 so that the scale stays positive, got {fields['height']!r}")
+    if not isinstance(fields["height"], (int, float)) or not -1 < fields["height"] <= LIMITS["factor"][1]:
+        raise ValueError(f"height must be in (-1, {LIMITS['factor'][1]:g}] so that the scale stays positive and "
+                         f"finite, got {fields['height']!r}")
 
 
 KINDS: dict[str, Kind] = {

@@ -15,6 +15,7 @@ TOML form (every key optional but ``optimizers``)::
     schedule      = "constant"   # or "warmup-cosine"; default: each task's own
     clip          = 1.0
     device        = "auto"
+    cell_timeout  = 600          # seconds, or "off"; default: 120 s + steps × the task's per-step budget
     imports       = ["mypkg.opt"]
     omega_window  = 200          # EMA window of ω; default: scaled with the run length
     omega_warmup  = 150          # steps dropped before ω; default: the first 10%
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from gsibench.battery.cells import Cell
+from gsibench.battery.limits import parse_timeout
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.battery.perturbations import split_specs
 from gsibench.battery.schedules import SCHEDULES
@@ -94,6 +96,9 @@ class Battery:
     experiment: str = "gsibench"
     omega_window: int | None = None
     omega_warmup: int | None = None
+    cell_timeout: float | str | None = None
+    """Seconds a cell may run, ``'off'``, or ``None`` for the default derived from the task's size
+    (:mod:`gsibench.battery.limits`); not part of a cell's key."""
     tuned_lrs: dict[tuple[str, str], float] = field(default_factory=dict)
     """(optimizer spec, task spec) -> learning rate chosen by the tuning sweep (gsibench.execution.tuning). Used only
     where the optimizer spec does not set ``lr`` itself."""
@@ -123,6 +128,8 @@ class Battery:
                     values[key] = list(split_list(values[key]))
         if "seeds" in values:
             values["seeds"] = parse_seeds(values["seeds"])
+        if "cell_timeout" in values:
+            values["cell_timeout"] = parse_timeout(values["cell_timeout"], f"cell_timeout in {source}")
         for key, kind in (("steps", int), ("warmup", (int, float)), ("clip", (int, float)), ("omega_window", int),
                           ("omega_warmup", int),
                           ("device", str), ("schedule", str), ("experiment", str), ("task_options", dict)):
@@ -171,6 +178,16 @@ class Battery:
                 f"(clean + {len(self.perturbations)} perturbations) × {len(self.seeds)} seeds = {cells} cells; "
                 f"steps: {steps}; seeds: {','.join(map(str, self.seeds))}; perturbations: {perturbations}")
 
+    def _check_task_options(self, tasks: list) -> None:
+        """Every key of ``task_options`` must be an option of at least one of the battery's tasks (a typo
+        would otherwise be silently ignored); the values are checked per task when applied."""
+        valid = {name for task in tasks for name in task.options}
+        for key in self.task_options:
+            if key not in valid:
+                names = ", ".join(task.name for task in tasks)
+                raise unknown_name("task option", key, valid,
+                                   where=f"task_options ([task_options], --init, --text; tasks: {names})")
+
     def optimizer_displays(self) -> list[str]:
         """The canonical display spec of each optimizer (the leaderboard's row names)."""
         return [optimizer_registry.canonical(spec) for spec in self.optimizers]
@@ -181,14 +198,17 @@ class Battery:
         self.check_names()
         optimizer_specs = []
         for spec in self.optimizers:
-            entry, hparams = optimizer_registry.resolve(spec, build=False)  # built before cells run (driver)
+            entry, hparams = optimizer_registry.resolve(spec, build=False)  # built before its cells run (driver)
             explicit_lr = "lr" in parse_named(spec)[1]
             optimizer_specs.append((optimizer_registry.canonical(spec), entry.name, hparams, explicit_lr))
         perturbations = [parse_perturbation(p).spec for p in self.perturbations]
+        tasks = [(task_spec, *task_registry.resolve(task_spec)) for task_spec in self.tasks]
+        self._check_task_options([task for _, task, _ in tasks])
         clean, perturbed, skipped = [], [], []
-        for task_spec in self.tasks:
-            task, options = task_registry.resolve(task_spec)
-            options.update({k: v for k, v in self.task_options.items() if k in task.options})
+        for task_spec, task, options in tasks:
+            shared = {k: v for k, v in self.task_options.items() if k in task.options}
+            if shared:
+                options = task.resolve_options({**options, **shared})
             reason = task.unavailable(options)
             if reason:
                 skipped.append((task_spec, reason))

@@ -67,6 +67,10 @@ def betas_from_args(text: str) -> list[float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     from pathlib import Path
 
     from rich.markup import escape
@@ -91,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     tasks = list(split_list(args.task))
     seeds = parse_seeds(args.seeds)
     tracker = Tracker(args.tracking_uri, args.experiment)
-    done = run_grid(tasks, pairs, seeds, tracker, executor_from_args(args), Path(args.out), protocol=protocol,
+    executor = executor_from_args(args, progress=progress)
+    done = run_grid(tasks, pairs, seeds, tracker, executor, Path(args.out), protocol=protocol,
                     optimizer=args.optimizer, lr=args.lr, steps=args.steps, schedule=args.schedule, init=args.init,
                     device=args.device, progress=progress)
     console.print(frame_table(done.settings, f"{protocol.name} protocol: what each task ran",

@@ -68,6 +68,10 @@ def rates_from_args(args: argparse.Namespace, base: float = INVARIANCE_RATE) -> 
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     import math
     from dataclasses import replace
     from pathlib import Path
@@ -89,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     rates = rates_from_args(args, layout.rate)
     seeds = parse_seeds(args.seeds)
     tracker = Tracker(args.tracking_uri, args.experiment)
-    done = run_invariance(list(split_list(args.optimizers)), rates, tracker, executor_from_args(args), Path(args.out),
+    executor = executor_from_args(args, progress=progress)
+    done = run_invariance(list(split_list(args.optimizers)), rates, tracker, executor, Path(args.out),
                           layout=layout, seeds=seeds, steps=args.steps, figure=args.figure, control=args.control,
                           device=args.device, progress=progress)
     order = done.order.set_index("optimizer")

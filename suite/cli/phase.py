@@ -57,6 +57,10 @@ def parse_ns(text: str) -> list[int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
+
+    check_store(args)
+
     import time
     from pathlib import Path
 
@@ -94,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         runs = run_batched(args.task, ns, seeds, beta1s, beta2s, steps, args.lr, tracker, args.schedule, progress)
     else:
         runs, failed = run_cells(args.task, ns, seeds, beta1s, beta2s, steps, args.lr, args.device, tracker,
-                                 executor_from_args(args), args.schedule, progress)
+                                 executor_from_args(args, progress=progress), args.schedule, progress)
     wall = time.perf_counter() - started
     table = phase_table(runs, args.criterion)
     counts = diverged_counts(table)

@@ -61,7 +61,7 @@ def battery_from_args(args: argparse.Namespace):
     else:  # flags only: the default battery's tasks, perturbations and seeds, unless flags say otherwise
         default = read_battery_file(DEFAULT_BATTERY)
         data = {key: default[key] for key in FROM_DEFAULT if key in default}
-    for key in ("optimizers", "tasks", "seeds", "steps", "schedule", "clip", "device"):
+    for key in ("optimizers", "tasks", "seeds", "steps", "schedule", "clip", "device", "cell_timeout"):
         value = getattr(args, key, None)
         if value is not None:
             data[key] = value
@@ -79,8 +79,10 @@ def battery_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    from gsibench.cli.options import check_store
     from gsibench.cli.progress import ConsoleProgress
 
+    check_store(args)
     progress = ConsoleProgress()
     battery = battery_from_args(args)
     battery.check_names()  # a misspelt name fails here, before torch or MLflow is imported
@@ -94,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
 
     progress.note(battery.describe(len(cells)))
     tracker = Tracker(args.tracking_uri, battery.experiment)
-    executor = executor_from_args(args)
+    executor = executor_from_args(args, battery.cell_timeout, progress)
     if not args.no_tune:
         from gsibench.execution.tuning import run_sweep
 
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace) -> int:
     for task, reason in outcome.skipped_tasks:
         progress.note(f"skipped {task}: {reason}")
     print_summary(summarize(runs_frame(tracker, set(outcome.run_ids.values()))), report_console())
-    progress.note(f"{len(outcome.cells)} cells: {outcome.ran} run now, {outcome.already_done} already done, "
+    others = f"{outcome.elsewhere} run by another driver, " if outcome.elsewhere else ""
+    progress.note(f"{len(outcome.cells)} cells: {outcome.ran} run now, {outcome.already_done} already done, {others}"
                   f"{outcome.diverged} diverged, {len(outcome.failed)} failed. MLflow: {tracker.uri} "
                   f"(experiment '{tracker.experiment_name}')")
     for cell in outcome.failed:

@@ -4,10 +4,13 @@ Data flows one way: cells go to the executor, results come back here, each pertu
 its clean twin (from this run, or loaded from MLflow if the twin finished earlier), and the driver
 writes one MLflow run per cell.
 
-Faults: runs a killed driver left ``RUNNING`` are marked ``KILLED`` and their cells redone; if the
-tracking store fails mid-battery, the driver stops writing to it and keeps every further result in
-the :mod:`~gsibench.execution.spool` (the battery still finishes), and the next run writes the spool first. A
-cell counts as done only when a ``FINISHED`` run carries its key, so nothing is lost or doubled.
+Several drivers may share one store: each cell's run is created as a claim before the cell starts, and
+a cell another driver claimed first is picked up from MLflow when that driver has finished it
+(:mod:`gsibench.tracking.claims`). Faults: runs a dead driver left ``RUNNING`` are marked ``KILLED``
+and their cells redone; if the tracking store fails mid-battery, the driver stops writing to it and
+keeps every further result in the :mod:`~gsibench.execution.spool` (the battery still finishes), and
+the next run writes the spool first. A cell counts as done only when a ``FINISHED`` run carries its
+key, so nothing is lost or doubled.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from gsibench.battery.cells import Cell
+from gsibench.battery.limits import probe_limit
 from gsibench.battery.spec import Battery
 from gsibench.core.errors import UsageError
 from gsibench.core.progress import SILENT, Progress
@@ -25,6 +29,7 @@ from gsibench.execution.spool import Spool
 from gsibench.measure.result import CellResult
 from gsibench.measure.twins import compare
 from gsibench.optimizers import registry as optimizer_registry
+from gsibench.tracking.claims import Claims
 from gsibench.tracking.store import Tracker, WriteFailed
 
 
@@ -37,6 +42,7 @@ class BatteryOutcome:
     ran: int = 0
     failed: list[Cell] = field(default_factory=list)
     diverged: int = 0
+    """Diverged runs among the battery's cells: this run's and those finished earlier (read from MLflow)."""
     run_ids: dict[str, str] = field(default_factory=dict)
     flushed: int = 0
     """Results spooled by an earlier run and written to the store at the start of this one."""
@@ -44,6 +50,8 @@ class BatteryOutcome:
     """Results of this run kept in the spool because the store failed (``store_error``)."""
     store_error: str | None = None
     spool_root: str | None = None
+    elsewhere: int = 0
+    """Cells another driver claimed first and finished (or failed) while this one ran: picked up, not run."""
 
 
 def flush_spool(spool: Spool, tracker: Tracker) -> int:
@@ -83,12 +91,15 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
                 label: str = "cells", on_result: Callable[[CellResult], None] | None = None,
                 spool: Spool | None = None) -> BatteryOutcome:
     """Run every cell of ``battery`` not yet FINISHED in ``tracker``'s experiment, reporting to
-    ``progress`` as stage ``label``; ``on_result`` sees every result of this run (after it is logged)."""
+    ``progress`` as stage ``label``; ``on_result`` sees every result of this run (after it is logged).
+    Cells are claimed (:mod:`gsibench.tracking.claims`): a cell another driver claimed first is not run
+    here; its result is picked up when that driver finishes it (or the cell is taken over if it died)."""
     cells, skipped = battery.plan()
     outcome = BatteryOutcome(cells, skipped)
     spool = spool or Spool()
     outcome.spool_root = str(spool.root)
-    outcome.interrupted_marked = tracker.mark_interrupted()
+    claims = Claims(tracker, batch=2 * getattr(executor, "jobs", 1) + 2)
+    outcome.interrupted_marked = claims.reap()
     try:
         outcome.flushed = flush_spool(spool, tracker)
     except Exception as error:
@@ -97,16 +108,22 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
     done = tracker.finished()
     outcome.run_ids = {cell.key: done[cell.key] for cell in cells if cell.key in done}
     outcome.already_done = len(outcome.run_ids)
+    if outcome.already_done:
+        diverged = tracker.runs("attributes.status = 'FINISHED' and tags.`gsibench.status` = 'diverged'")
+        outcome.diverged = len({run.data.tags.get("cell_key") for run in diverged} & set(outcome.run_ids))
     todo = [cell for cell in cells if cell.key not in done]
     todo_keys = {cell.key for cell in todo}
+    by_key = {cell.key: cell for cell in todo}
     if outcome.already_done:
         progress.note(f"{label}: {outcome.already_done} of {len(cells)} already finished in MLflow "
                       f"(experiment '{tracker.experiment_name}'), not run again")
-    optimizer_registry.check_builds([(cell.optimizer_name, dict(cell.hparams)) for cell in todo])
+    optimizer_registry.check_builds([(cell.optimizer_name, dict(cell.hparams)) for cell in todo],
+                                    probe_limit(getattr(executor, "timeout", None)))
     progress.begin(label, len(todo))
 
     twins: dict[str, CellResult] = {}
     waiting: dict[str, list[CellResult]] = defaultdict(list)
+    elsewhere: dict[str, str] = {}  # cell key -> the run of the driver that claimed it first
 
     def twin_of(cell: Cell) -> CellResult | None:
         key = cell.twin.key
@@ -131,12 +148,21 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
         comparison = None
         if twin is not None and twin.status == "finished" and result.status == "finished":
             comparison = compare(result, twin)
+        key = result.cell.key
         twin_run = outcome.run_ids.get(result.cell.twin.key) if not result.cell.is_clean else None
         if outcome.store_error is None:
             try:
-                outcome.run_ids[result.cell.key] = tracker.log(result, comparison, twin_run)
+                other = claims.finished_by_other(key)
+                if other is not None:  # a race the claims could not settle: keep the first result
+                    claims.withdraw(key)
+                    outcome.run_ids[key] = other
+                else:
+                    outcome.run_ids[key] = tracker.log(result, comparison, twin_run, run_id=claims.take(key))
             except WriteFailed as error:  # the store went away: keep these and every later result locally
                 keep(error)
+            except Exception as error:  # the claims' reads failed: the store went away
+                outcome.store_error = f"{type(error).__name__}: {error}"
+                keep_one(result, comparison)
         else:
             keep_one(result, comparison)
         outcome.ran += 1
@@ -147,28 +173,60 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
         if on_result:
             on_result(result)
 
-    results = executor.run(todo)
+    def consume(results) -> None:
+        try:
+            for result in results:
+                cell = result.cell
+                if cell.is_clean:
+                    twins[cell.key] = result
+                    log(result, None)
+                    for pending in waiting.pop(cell.key, []):
+                        log(pending, result)
+                    continue
+                twin = twin_of(cell)
+                if twin is None and cell.twin.key in todo_keys:
+                    waiting[cell.twin.key].append(result)
+                else:
+                    log(result, twin)
+        finally:  # Ctrl-C or an error here: stop the executor's workers now, not when garbage is collected
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+
+    def picked_up(key: str, run) -> None:
+        """Another driver's result for ``key``: count it, and log the results that waited for it as a twin."""
+        outcome.elsewhere += 1
+        if run.info.status == "FINISHED":
+            outcome.run_ids[key] = run.info.run_id
+            outcome.diverged += run.data.tags.get("gsibench.status") == "diverged"
+        else:
+            outcome.failed.append(by_key[key])
+        progress.advance(f"{by_key[key].label()} → {run.data.tags.get('gsibench.status', 'failed')} (another driver)")
+        pending_results = waiting.pop(key, [])
+        for pending in pending_results:
+            log(pending, twin_of(pending.cell))
+
     try:
-        for result in results:
-            cell = result.cell
-            if cell.is_clean:
-                twins[cell.key] = result
-                log(result, None)
-                for pending in waiting.pop(cell.key, []):
-                    log(pending, result)
-                continue
-            twin = twin_of(cell)
-            if twin is None and cell.twin.key in todo_keys:
-                waiting[cell.twin.key].append(result)
-            else:
-                log(result, twin)
-        for pending_results in waiting.values():  # twins that never came back: log without comparison
-            for pending in pending_results:
-                log(pending, None)
-    finally:  # Ctrl-C or an error here: stop the executor's workers now, not when garbage is collected
-        close = getattr(results, "close", None)
-        if close is not None:
-            close()
+        with claims.heartbeat():
+            batch = todo
+            while batch:
+                consume(executor.run(claims.lazily(batch, elsewhere)))
+                batch = []
+                if elsewhere and outcome.store_error is None:
+                    progress.note(f"{label}: waiting for {len(elsewhere)} cells another driver claimed first")
+                while elsewhere and not batch and outcome.store_error is None:
+                    try:
+                        finished, free = claims.wait(elsewhere)
+                    except Exception as error:  # the store went away: the other driver's cells stay its own
+                        outcome.store_error = f"{type(error).__name__}: {error}"
+                        break
+                    for key, run in finished.items():
+                        picked_up(key, run)
+                    batch = [by_key[key] for key in free]  # its driver died or withdrew: ours now
+            for pending_results in waiting.values():  # twins that never came back: log without comparison
+                for pending in pending_results:
+                    log(pending, None)
+    finally:
         progress.end()
         try:
             tracker.flush()  # the runs still queued (also on Ctrl-C: what finished is kept)

@@ -2,7 +2,14 @@
 
 An executor is anything with ``run(cells) -> Iterator[CellResult]`` yielding results as cells
 complete (in any order); cells are started in the order given, so clean twins (first in a
-battery's plan) start before the perturbed runs that need them.
+battery's plan) start before the perturbed runs that need them. ``cells`` may be a lazy iterable: the
+local executor and the pool take the next cell only when they can start it (the driver claims cells
+that way, :mod:`gsibench.tracking.claims`).
+
+**Time limits.** The pool and Ray fail a cell that runs past its limit (``--cell-timeout``;
+:mod:`gsibench.battery.limits`) with reason ``timeout``, kill its worker and carry on with a fresh
+one. The local executor runs cells in this process and cannot stop one: a timeout needs a worker process,
+so :func:`make_executor` gives a one-worker pool for one job when a limit is set explicitly.
 
 * ``local``: this machine. One job runs cells one after another in this process (the most
   debuggable); ``jobs > 1`` is the process pool.
@@ -29,18 +36,19 @@ driver's.
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import signal
 import threading
 import time
-from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any, Protocol
 
 from gsibench.battery.cells import Cell
+from gsibench.battery.limits import OFF, cell_limit, describe
 from gsibench.core.errors import UsageError, unknown_name
 from gsibench.execution.runner import run_cell
 from gsibench.measure.result import CellResult
@@ -54,7 +62,7 @@ PRELOAD = ("gsibench.execution.runner", "gsibench.optimizers.builtins", "gsibenc
 
 
 class Executor(Protocol):
-    def run(self, cells: list[Cell]) -> Iterator[CellResult]: ...
+    def run(self, cells: Iterable[Cell]) -> Iterator[CellResult]: ...
 
 
 def available_cores() -> int:
@@ -66,9 +74,11 @@ def available_cores() -> int:
 
 
 class LocalExecutor:
-    """In-process, sequential: the simplest and the most debuggable."""
+    """In-process, sequential: the simplest and the most debuggable; no time limit (it needs a worker)."""
 
-    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
+    timeout = OFF
+
+    def run(self, cells: Iterable[Cell]) -> Iterator[CellResult]:
         for cell in cells:
             yield run_cell(cell)
 
@@ -114,13 +124,30 @@ class _Slot:
     conn: Connection
     cell: Cell | None = None
     started: float = 0.0
+    limit: float | None = None
+    """Seconds the running cell may take (``None``: no limit)."""
+
+    @property
+    def deadline(self) -> float:
+        return math.inf if self.cell is None or self.limit is None else self.started + self.limit
+
+
+def timed_out(cell: Cell, seconds: float, limit: float, setting: float | str | None) -> CellResult:
+    """The failed result of a cell stopped at its time limit."""
+    return CellResult(cell, "failed", wall_seconds=seconds, info={"failure": "timeout", "cell_timeout": f"{limit:g}"},
+                      error=f"timeout: the cell ran past its limit of {limit:g} s (--cell-timeout; here "
+                            f"{describe(setting)}); its worker was killed and replaced, the other cells were "
+                            "not affected")
 
 
 class PoolExecutor:
     """Cells in ``jobs`` worker processes; a worker that dies fails only its own cell."""
 
-    def __init__(self, jobs: int | None = None, start_method: str | None = None, threads: int | None = None):
+    def __init__(self, jobs: int | None = None, start_method: str | None = None, threads: int | None = None,
+                 timeout: float | str | None = None):
         self.jobs = jobs or available_cores()
+        self.timeout = timeout
+        """The cell time limit setting (:func:`gsibench.battery.limits.cell_limit`)."""
         if self.jobs < 1:
             raise UsageError(f"jobs must be at least 1, got {self.jobs}")
         methods = multiprocessing.get_all_start_methods()
@@ -138,48 +165,61 @@ class PoolExecutor:
         theirs.close()
         return _Slot(process, ours)
 
-    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
-        if not cells:
+    def run(self, cells: Iterable[Cell]) -> Iterator[CellResult]:
+        queue = _Queue(cells)
+        if queue.peek() is None:
             return
         context = multiprocessing.get_context(self.start_method)
         if self.start_method == "forkserver":
             context.set_forkserver_preload(list(PRELOAD))
-        queue = deque(cells)
-        slots = [self._start(context) for _ in range(min(self.jobs, len(cells)))]
+        slots: list[_Slot] = []
         try:
-            for index in range(len(slots)):
-                self._feed(slots, index, queue, context)
+            while len(slots) < self.jobs and queue.peek() is not None:  # a worker per cell, up to jobs
+                slots.append(self._start(context))
+                self._feed(slots, len(slots) - 1, queue, context)
             while any(slot.cell is not None for slot in slots):
                 busy = [slot for slot in slots if slot.cell is not None]
-                ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy]))
+                deadline = min(slot.deadline for slot in busy)
+                left = None if deadline == math.inf else max(0.0, deadline - time.perf_counter())
+                ready = set(wait([s.conn for s in busy] + [s.process.sentinel for s in busy], timeout=left))
+                now = time.perf_counter()
                 for index, slot in enumerate(slots):
-                    if slot.cell is None or not ({slot.conn, slot.process.sentinel} & ready):
+                    if slot.cell is None:
                         continue
-                    result = self._receive(slot)
-                    if result is None:  # the worker died while running the cell
-                        result = self._death(slot)
+                    if {slot.conn, slot.process.sentinel} & ready:
+                        result = self._receive(slot)
+                        if result is None:  # the worker died while running the cell
+                            result = self._death(slot)
+                    elif now >= slot.deadline:
+                        slot.process.kill()  # the worker is replaced before it takes the next cell
+                        slot.process.join()
+                        result = timed_out(slot.cell, now - slot.started, slot.limit, self.timeout)
+                    else:
+                        continue
                     slot.cell = None
                     self._feed(slots, index, queue, context)
                     yield result
         finally:
             self._stop(slots)
 
-    def _feed(self, slots: list[_Slot], index: int, queue: deque, context) -> None:
+    def _feed(self, slots: list[_Slot], index: int, queue: _Queue, context) -> None:
         """Send the next queued cell to slot ``index``, first replacing its worker if that one is gone."""
         for _ in range(3):
-            if not queue:
+            cell = queue.peek()
+            if cell is None:
                 return
             slot = slots[index]
             if slot.process.exitcode is not None:
                 slot.conn.close()
                 slot = slots[index] = self._start(context)
             try:
-                slot.conn.send(queue[0])
+                slot.conn.send(cell)
             except OSError:  # died between two cells: replace it and try again
                 slot.process.kill()
                 slot.process.join()
                 continue
-            slot.cell, slot.started = queue.popleft(), time.perf_counter()
+            slot.cell, slot.started = queue.pop(), time.perf_counter()
+            slot.limit = cell_limit(cell.task_name, cell.steps, self.timeout)
             return
         raise RuntimeError("gsibench worker processes die as soon as they start; see the messages above")
 
@@ -200,7 +240,7 @@ class PoolExecutor:
         error = (f"the worker process running this cell {how} (the optimizer, the task or a plugin ended "
                  f"the process, or it ran out of memory); the other cells were not affected")
         return CellResult(slot.cell, "failed", wall_seconds=time.perf_counter() - slot.started, error=error,
-                          info={"worker_exitcode": str(code)})
+                          info={"failure": "worker died", "worker_exitcode": str(code)})
 
     @staticmethod
     def _stop(slots: list[_Slot]) -> None:
@@ -219,6 +259,22 @@ class PoolExecutor:
                 slot.process.kill()
                 slot.process.join()
             slot.conn.close()
+
+
+class _Queue:
+    """Cells taken one at a time from an iterable (a list, or the driver's lazy claims)."""
+
+    def __init__(self, cells: Iterable[Cell]):
+        self._cells, self._next = iter(cells), None
+
+    def peek(self) -> Cell | None:
+        if self._next is None:
+            self._next = next(self._cells, None)
+        return self._next
+
+    def pop(self) -> Cell:
+        cell, self._next = self.peek(), None
+        return cell
 
 
 # ---- Ray ----------------------------------------------------------------------------------------
@@ -256,11 +312,16 @@ class RayExecutor:
     initialised in this process). A worker that dies fails its cell (no retry: re-running the
     battery redoes failed cells). A cell on ``cuda`` (or ``auto`` for a GPU task) asks for one GPU when
     the cluster has any. Every node needs gsibench and the plugins the battery names installed.
+
+    With a time limit (the default), at most as many cells as the cluster has CPUs are submitted at
+    once, so that a cell's clock starts when it can start; one past its limit is cancelled (its worker
+    killed) and failed with reason ``timeout``.
     """
 
-    def __init__(self, address: str | None = None, jobs: int | None = None):
+    def __init__(self, address: str | None = None, jobs: int | None = None, timeout: float | str | None = None):
         self.ray = _import_ray()
         self.started = False
+        self.timeout = timeout
         if not self.ray.is_initialized():
             options: dict[str, Any] = {"address": address, "log_to_driver": False, "include_dashboard": False,
                                        "logging_level": logging.WARNING}
@@ -273,22 +334,36 @@ class RayExecutor:
                                  "`ray start --head`, or leave out --address for a local Ray") from None
             self.started = True
 
-    def run(self, cells: list[Cell]) -> Iterator[CellResult]:
+    def run(self, cells: Iterable[Cell]) -> Iterator[CellResult]:
         ray = self.ray
         task = ray.remote(num_cpus=1, max_retries=0)(_ray_cell)
-        has_gpus = ray.cluster_resources().get("GPU", 0) > 0
-        pending = {task.options(num_gpus=1 if has_gpus and _wants_gpu(cell) else 0).remote(cell, 1): cell
-                   for cell in cells}
+        resources = ray.cluster_resources()
+        has_gpus = resources.get("GPU", 0) > 0
+        capacity = max(1, int(resources.get("CPU", 1))) if self.timeout != OFF else math.inf
+        queue = _Queue(cells)
+        pending: dict[Any, tuple[Cell, float, float | None]] = {}  # ref -> (cell, submitted, limit)
         try:
-            while pending:
-                done, _ = ray.wait(list(pending), num_returns=1)
+            while pending or queue.peek() is not None:
+                while len(pending) < capacity and queue.peek() is not None:
+                    cell = queue.pop()
+                    ref = task.options(num_gpus=1 if has_gpus and _wants_gpu(cell) else 0).remote(cell, 1)
+                    pending[ref] = (cell, time.perf_counter(), cell_limit(cell.task_name, cell.steps, self.timeout))
+                deadline = min((t + limit for _, t, limit in pending.values() if limit is not None), default=math.inf)
+                left = None if deadline == math.inf else max(0.0, deadline - time.perf_counter())
+                done, _ = ray.wait(list(pending), num_returns=1, timeout=left)
                 for ref in done:
-                    cell = pending.pop(ref)
+                    cell, _, _ = pending.pop(ref)
                     try:
                         result = ray.get(ref)
                     except ray.exceptions.RayError as error:
                         result = CellResult(cell, "failed", error=f"the Ray task running this cell failed: {error}")
                     yield result
+                now = time.perf_counter()
+                for ref, (cell, submitted, limit) in list(pending.items()):
+                    if limit is not None and now >= submitted + limit:
+                        del pending[ref]
+                        ray.cancel(ref, force=True)
+                        yield timed_out(cell, now - submitted, limit, self.timeout)
         finally:
             for ref in pending:
                 ray.cancel(ref, force=True)
@@ -298,8 +373,12 @@ class RayExecutor:
 
 
 # ---- choosing one -------------------------------------------------------------------------------
-def _local(jobs: int | None = None) -> Executor:
-    return PoolExecutor(jobs) if jobs is not None and jobs > 1 else LocalExecutor()
+def _local(jobs: int | None = None, timeout: float | str | None = None) -> Executor:
+    """In-process for one job, else the pool; a time limit given explicitly needs a worker process, so one
+    job then runs in a one-worker pool (the default limit is not applied in-process)."""
+    if (jobs is not None and jobs > 1) or isinstance(timeout, float):
+        return PoolExecutor(jobs or 1, timeout=timeout)
+    return LocalExecutor()
 
 
 EXECUTORS = {"local": _local, "pool": PoolExecutor, "ray": RayExecutor}

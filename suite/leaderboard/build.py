@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from gsibench.leaderboard.scoring import REFERENCE
+
+if TYPE_CHECKING:  # pandas loads with the data, after the store has been found (gsibench.tracking.preflight)
+    import pandas as pd
 
 
 @dataclass
@@ -82,15 +85,21 @@ def provenance(runs: pd.DataFrame) -> dict[str, str]:
 def build(uri: str | None, experiment: str, out: Path, grid_experiments: list[str] | None = None,
           reference: str = REFERENCE) -> Written:
     """Read ``experiment`` from MLflow and write the leaderboard to ``out``: ``leaderboard.csv`` (one row
-    per cell), ``overall.csv``, ``metric_links.csv``, ``README.md``, ``index.html`` and ``plots/``."""
+    per cell), ``overall.csv``, ``metric_links.csv``, ``README.md``, ``index.html`` and ``plots/``. A store
+    that is not there (or does not answer) is a UsageError before anything heavy is imported, and is never
+    created."""
+    from gsibench.tracking.preflight import check_readable, default_uri
+
+    start = time.perf_counter()
+    store = uri or default_uri()
+    check_readable(store, given=bool(uri or os.environ.get("MLFLOW_TRACKING_URI")))
+
     from gsibench.leaderboard import html, markdown, plots
     from gsibench.leaderboard.data import load
     from gsibench.leaderboard.links import metric_links
     from gsibench.leaderboard.tables import cell_table, common_seeds, overall_table
-    from gsibench.tracking.store import default_uri
 
-    start = time.perf_counter()
-    data = load(uri or default_uri(), experiment, grid_experiments, reference)
+    data = load(store, experiment, grid_experiments, reference)
     overall = overall_table(data, cell_table(data))
     data.order = list(overall["optimizer"])  # every table and plot lists optimizers by robust quality
     cells = cell_table(data)

@@ -141,7 +141,11 @@ def load(uri: str, experiment: str, grid_experiments: list[str] | None = None,
     run's normalised score against ``reference`` (:mod:`~gsibench.leaderboard.scoring`)."""
     from gsibench.execution.tuning import tuning_experiment
 
-    names = experiment_names(uri)
+    try:
+        names = experiment_names(uri)
+    except Exception as error:  # MlflowException, a database that is not MLflow's, ...
+        message = getattr(error, "message", None) or f"{type(error).__name__}: {error}"
+        raise UsageError(f"MLflow store '{uri}' cannot be read: {message.splitlines()[0]}") from None
     if experiment not in names:
         listed = ", ".join(n for n in names if n != "Default") or "(none)"
         raise UsageError(f"no experiment '{experiment}' in MLflow store '{uri}'; experiments there: {listed}")

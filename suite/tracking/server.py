@@ -28,6 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from gsibench.core.errors import UsageError
+from gsibench.tracking.preflight import check_database
 
 HEALTH_TIMEOUT = 120.0
 """Seconds to wait for ``/health`` (about 11 s with two workers here)."""
@@ -45,6 +46,7 @@ def check_backend(uri: str) -> None:
             __import__("psycopg2" if "psycopg2" in uri or "+" not in uri.split("://")[0] else "psycopg")
         except ImportError:
             raise UsageError("a PostgreSQL store needs its driver: pip install 'mlflow[db]'") from None
+        check_database(uri)
         return
     raise UsageError(f"backend store '{uri}' must be sqlite:///PATH or postgresql://USER:PASSWORD@HOST/DB")
 

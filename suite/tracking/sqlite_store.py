@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 import sqlite3
-import time
 from collections.abc import Iterable
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -47,6 +46,8 @@ class RunRecord:
     """(key, value, timestamp ms, step)."""
     artifacts: dict[str, bytes] = field(default_factory=dict)
     """file name -> content, written into the run's artifact folder."""
+    claimed: bool = False
+    """The run exists already (a driver's claim, created RUNNING): it is completed, not inserted."""
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -204,12 +205,15 @@ class SqliteStore:
                     newest[key] = (step, timestamp, stored, is_nan)
             latest += [(key, stored, timestamp, step, is_nan, r.run_id)
                        for key, (step, timestamp, stored, is_nan) in newest.items()]
+        claimed = [(r.status, r.end_time, r.run_id) for r in self.pending if r.claimed]
         with closing(self._connect()) as connection, connection:
             connection.executemany(
                 "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
                 "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", runs)
-            connection.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", tags)
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, r in zip(runs, self.pending)
+                                                                 if not r.claimed])
+            connection.executemany("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", claimed)
+            connection.executemany("INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", tags)
             connection.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", params)
             connection.executemany("INSERT INTO metrics (key, value, timestamp, run_uuid, step, is_nan) "
                                    "VALUES (?, ?, ?, ?, ?, ?)", metrics)
@@ -218,11 +222,3 @@ class SqliteStore:
         written = len(self.pending)
         self.pending = []
         return written
-
-    def mark_interrupted(self) -> int:
-        """Runs left RUNNING (a driver killed while MLflow's client wrote a run) become KILLED."""
-        with closing(self._connect()) as connection, connection:
-            cursor = connection.execute(
-                "UPDATE runs SET status = 'KILLED', end_time = ? WHERE experiment_id = ? AND status = 'RUNNING'",
-                (int(time.time() * 1000), int(self.experiment_id)))
-            return cursor.rowcount

@@ -22,8 +22,6 @@ import sqlite3
 import subprocess
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
 from contextlib import closing, suppress
 from importlib.metadata import version as package_version
@@ -36,6 +34,7 @@ from gsibench.battery.cells import Cell
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.core.errors import UsageError
 from gsibench.measure.result import CellResult
+from gsibench.tracking.preflight import check_reachable, default_uri
 from gsibench.tracking.sqlite_store import RunRecord, SqliteStore, sqlite_path
 
 SERIES_POINTS = 250
@@ -47,37 +46,23 @@ FLUSH_SECONDS = 2.0
 the first of them (and whenever the driver flushes)."""
 
 
-def default_uri() -> str:
-    """``MLFLOW_TRACKING_URI`` if set, else ``sqlite:///<cwd>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / 'mlflow.db'}"
+def _git(*args: str) -> str | None:
+    """The output of a git command in gsibench's source tree (``None`` outside a checkout)."""
+    try:
+        out = subprocess.run(["git", *args], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout if out.returncode == 0 else None
 
 
 def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True,
-                             text=True, timeout=5)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
+    return (_git("rev-parse", "HEAD") or "").strip() or "unknown"
 
 
-def check_reachable(uri: str, timeout: float = 10.0) -> None:
-    """Fail at once, with a clear message, when a tracking *server* does not answer.
-
-    MLflow's own client retries a refused connection with back-off for about four minutes before
-    it gives up; a battery should say so before any training starts. Any HTTP answer (even 401 or
-    404 from a proxy) counts as reachable: only a connection that cannot be made is an error.
-    """
-    if not uri.startswith(("http://", "https://")):
-        return
-    try:
-        urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=timeout).close()
-    except urllib.error.HTTPError:
-        return
-    except (urllib.error.URLError, OSError) as error:
-        reason = getattr(error, "reason", error)
-        raise UsageError(f"MLflow tracking server '{uri}' is unreachable ({reason}); start one with "
-                         "`gsibench server`, or check --tracking-uri / $MLFLOW_TRACKING_URI") from None
+def git_dirty() -> str:
+    """``true`` when tracked files differ from ``git_commit`` (the numbers may come from uncommitted code)."""
+    status = _git("status", "--porcelain", "--untracked-files=no")
+    return "unknown" if status is None else str(bool(status.strip())).lower()
 
 
 def use_wal(uri: str) -> None:
@@ -131,7 +116,7 @@ class Tracker:
         self._queued: list[tuple] = []
         self._oldest = 0.0
         self.versions = {"gsibench_version": gsibench.__version__, "torch_version": package_version("torch"),
-                         "git_commit": git_commit()}
+                         "git_commit": git_commit(), "git_dirty": git_dirty()}
 
     @property
     def client(self):
@@ -149,7 +134,12 @@ class Tracker:
         try:
             found = self.client.get_experiment_by_name(experiment)
             if found is None:
-                return self.client.create_experiment(experiment, artifact_location=self._artifacts())
+                try:
+                    return self.client.create_experiment(experiment, artifact_location=self._artifacts())
+                except MlflowException as error:  # another driver created it in the meantime
+                    if error.error_code != "RESOURCE_ALREADY_EXISTS":
+                        raise
+                    return self.client.get_experiment_by_name(experiment).experiment_id
             return found.experiment_id
         except MlflowException as error:
             raise UsageError(f"MLflow tracking store '{self.uri}' is not usable: {error.message}") from None
@@ -194,15 +184,6 @@ class Tracker:
         return {run.data.tags["cell_key"]: run.info.run_id
                 for run in self.runs("attributes.status = 'FINISHED'") if "cell_key" in run.data.tags}
 
-    def mark_interrupted(self) -> int:
-        """Runs left RUNNING by a killed driver become KILLED (their cells are redone). Returns how many."""
-        if self.fast is not None:
-            return self.fast.mark_interrupted()
-        stale = self.runs("attributes.status = 'RUNNING'")
-        for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
-        return len(stale)
-
     def load_trace(self, run_id: str, cell: Cell) -> CellResult:
         """The stored result of a finished run, enough to serve as a clean twin."""
         self.flush()
@@ -219,10 +200,11 @@ class Tracker:
 
     # ---- writing ------------------------------------------------------------------------------
     def log(self, result: CellResult, comparison: dict[str, float] | None = None,
-            twin_run_id: str | None = None) -> str:
-        """Write one cell's run (now, or with the next batch); returns its run id. Raises
-        :class:`WriteFailed` when the store refuses it, with every run that did not get in."""
-        record = self.record(result, comparison, twin_run_id)
+            twin_run_id: str | None = None, run_id: str | None = None) -> str:
+        """Write one cell's run (now, or with the next batch) — into ``run_id``, the cell's claim
+        (:mod:`gsibench.tracking.claims`), when given; returns its run id. Raises :class:`WriteFailed` when
+        the store refuses it, with every run that did not get in."""
+        record = self.record(result, comparison, twin_run_id, run_id)
         self._queued.append((result, comparison, twin_run_id))
         if self.fast is None:
             try:
@@ -252,7 +234,8 @@ class Tracker:
             raise WriteFailed(error, queued) from error
         self._queued = []
 
-    def record(self, result: CellResult, comparison: dict[str, float] | None, twin_run_id: str | None) -> RunRecord:
+    def record(self, result: CellResult, comparison: dict[str, float] | None, twin_run_id: str | None,
+               run_id: str | None = None) -> RunRecord:
         """The whole run of a result: tags, params, summary metrics, thinned series and the artifact."""
         cell = result.cell
         now = int(time.time() * 1000)
@@ -274,17 +257,21 @@ class Tracker:
             artifacts = {"traceback.txt": (result.error or "").encode()}
         else:
             artifacts = {"trace.npz": trace_bytes(result)}
-        return RunRecord(uuid.uuid4().hex, cell.label(), now - int(result.wall_seconds * 1000), now,
+        return RunRecord(run_id or uuid.uuid4().hex, cell.label(), now - int(result.wall_seconds * 1000), now,
                          "FAILED" if result.status == "failed" else "FINISHED", tags,
-                         {k: str(v) for k, v in self._params(result).items()}, metrics, artifacts)
+                         {k: str(v) for k, v in self._params(result).items()}, metrics, artifacts,
+                         claimed=run_id is not None)
 
     def _log_with_mlflow(self, record: RunRecord) -> None:
         """The same run through ``MlflowClient`` (a server, or a store of another schema)."""
-        from mlflow.entities import Metric, Param
+        from mlflow.entities import Metric, Param, RunTag
 
-        run = self.client.create_run(self.experiment_id, start_time=record.start_time, tags=record.tags,
-                                     run_name=record.name)
-        record.run_id = run.info.run_id
+        if record.claimed:  # the run exists (a claim): its tags become the result's
+            self.client.log_batch(record.run_id, tags=[RunTag(k, v) for k, v in record.tags.items()])
+        else:
+            run = self.client.create_run(self.experiment_id, start_time=record.start_time, tags=record.tags,
+                                         run_name=record.name)
+            record.run_id = run.info.run_id
         try:
             self.client.log_batch(record.run_id, metrics=[Metric(*m) for m in record.metrics],
                                   params=[Param(k, v) for k, v in record.params.items()])

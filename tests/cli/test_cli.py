@@ -40,6 +40,7 @@ def test_run_logs_every_cell_then_resumes_without_duplicates(tracking_uri, capsy
     assert {r.info.status for r in runs} == {"FINISHED"}
     params = runs[0].data.params
     assert {"optimizer", "task", "perturbation", "seed", "steps", "opt.lr", "torch_version"} <= set(params)
+    assert params["git_dirty"] in ("true", "false") and len(params["git_commit"]) == 40
     perturbed = [r for r in runs if r.data.tags["kind"] == "perturbed"]
     assert all({"omega1", "omega2", "sensitivity", "divergence", "diverged", "wall_seconds"} <= set(r.data.metrics)
                for r in perturbed)
@@ -84,12 +85,16 @@ def test_toml_battery_and_flag_override(tracking_uri, tmp_path, capsys):
     assert "Did you mean 'seeds'" in capsys.readouterr().err
 
 
-def test_diverged_runs_are_finished_not_failed(tracking_uri):
-    assert run(["--optimizers", "sgd[lr=1.0]", "--tasks", "quadratic", "--perturbations", "none",
-                "--seeds", "1", "--steps", "50"], tracking_uri) == 0
+def test_diverged_runs_are_finished_not_failed(tracking_uri, capsys):
+    args = ["--optimizers", "sgd[lr=1.0]", "--tasks", "quadratic", "--perturbations", "none", "--seeds", "1",
+            "--steps", "50"]
+    assert run(args, tracking_uri) == 0
     (only,) = Tracker(tracking_uri, "t").runs()
     assert only.info.status == "FINISHED" and only.data.metrics["diverged"] == 1.0
     assert only.data.tags["gsibench.status"] == "diverged"
+    assert "1 run now, 0 already done, 1 diverged" in capsys.readouterr().err.replace("\n", " ")
+    assert run(args, tracking_uri) == 0  # resumed: the count comes from MLflow, not from this run
+    assert "0 run now, 1 already done, 1 diverged" in capsys.readouterr().err.replace("\n", " ")
 
 
 def test_list_commands(capsys):

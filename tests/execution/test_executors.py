@@ -157,6 +157,20 @@ def test_ray_battery_logs_every_cell_once(ray_cluster, tmp_path):
     assert sensitivity["adam"] > 1e-3 and sensitivity["lion"] < 1e-6  # Lion's sign update ignores the scale
 
 
+def test_ray_fails_a_cell_past_its_time_limit_and_goes_on(ray_cluster):
+    """The limit counts from submission, so it includes a fresh Ray worker's start (imports: seconds)."""
+    battery = Battery(optimizers=["tests.plugins.hanging_opt:HangingSGD", "adam"], tasks=["oracle"],
+                      perturbations=["none"], seeds=[0], steps=20)
+    cells, _ = battery.plan()
+    results = list(RayExecutor(timeout=20.0).run(cells))
+    assert len(results) == len(cells) == 2
+    for result in results:
+        if result.cell.optimizer == "adam":
+            assert result.status == "finished", result.error
+        else:
+            assert result.status == "failed" and result.info["failure"] == "timeout", result.error
+
+
 def test_cli_executor_options(monkeypatch):
     from gsibench.cli.options import executor_from_args
     from gsibench.cli.parser import build_parser

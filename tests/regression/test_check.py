@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,9 +15,18 @@ import torch
 from gsibench.cli import main
 from gsibench.core.errors import UsageError
 from gsibench.optimizers.registry import register
-from gsibench.regression.check import QUICK, compare_records, parse_tolerances, record_baseline, run_check
+from gsibench.regression.check import (
+    MACHINE_FLOOR,
+    QUICK,
+    compare_records,
+    parse_tolerances,
+    record_baseline,
+    run_check,
+    scales,
+)
 
 pytest_plugins = ["pytester"]
+REPO = Path(__file__).resolve().parents[2]
 
 SMALL = {"tasks": ["oracle", "quadratic"], "seeds": [0, 1], "steps": 100}
 """The quick battery's perturbations on the two fast tasks: about a second per check."""
@@ -108,6 +121,45 @@ def test_adam_bugs_are_caught(adam_baseline, spec, telltale):
     assert "MOVED" in report.text()
 
 
+@pytest.fixture(scope="module")
+def foreign_baseline(adam_baseline) -> dict:
+    """The same baseline as if recorded on another CPU (and an old file without the kernel fields)."""
+    document = json.loads(json.dumps(adam_baseline))
+    document["versions"]["cpu"] = "Another CPU @ 2.0GHz"
+    del document["versions"]["kernel_env"]
+    return document
+
+
+def test_a_baseline_from_another_platform_gets_the_rounding_floor_of_that(foreign_baseline):
+    report = run_check("test-adam-reference", foreign_baseline)
+    assert report.passed, report.text()
+    assert f"rounding floor {MACHINE_FLOOR:g}: another platform than the baseline's" in report.rule
+    assert "cpu: Another CPU @ 2.0GHz -> " in report.notes[0] and "kernel_env: not recorded -> " in report.notes[0]
+
+
+@pytest.mark.parametrize(("spec", "telltale"), [
+    ("test-adam-no-bias-correction", ("oracle", "none", "traj.update_norm")),
+    ("test-adam-swapped-betas", ("oracle", "step:at=0.5,factor=10.0", "sensitivity")),
+    ("test-adam-eps-in-sqrt", ("oracle", "constant:factor=0.0001", "sensitivity")),
+])
+def test_bugs_are_caught_across_platforms_too(foreign_baseline, spec, telltale):
+    report = run_check(spec, foreign_baseline)
+    assert telltale in {(row.task, row.perturbation, row.quantity) for row in report.flagged}, report.text()
+
+
+def test_a_baseline_passes_under_other_cpu_kernels(adam_baseline, tmp_path):
+    """Recorded here, checked in a process whose torch runs other vector kernels and MKL its generic path
+    (what another CPU does): it passes, on the other platform's rounding floor."""
+    path = tmp_path / "adam.json"
+    path.write_text(json.dumps(adam_baseline))
+    other = "avx2" if os.environ.get("ATEN_CPU_CAPABILITY") == "default" else "default"  # whatever runs here
+    env = {**os.environ, "ATEN_CPU_CAPABILITY": other, "MKL_CBWR": "COMPATIBLE", "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-m", "gsibench", "check", "--optimizer", "adam", "--baseline", str(path)],
+                          env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "another platform than the baseline's" in done.stdout and f"ATEN_CPU_CAPABILITY={other}" in done.stdout
+
+
 def test_eps_bug_is_caught_one_sided(adam_baseline):
     """--only-worse still flags the ε bug: it makes sensitivity worse, not better."""
     report = run_check("test-adam-eps-in-sqrt", adam_baseline, only_worse=True)
@@ -132,11 +184,17 @@ def test_better_moves_pass_one_sided(adam_baseline):
 def test_tolerances_from_spread_and_floor(adam_baseline):
     rows = compare_records(adam_baseline, adam_baseline["cells"])
     by_key = {(r.task, r.perturbation, r.quantity): r for r in rows}
+    scale = scales(adam_baseline["cells"])
     oracle = by_key[("oracle", "none", "omega1")]
-    assert oracle.tolerance == pytest.approx(1e-6 + 1e-3 * oracle.baseline)  # seeds do not change the oracle
+    assert oracle.tolerance == 1e-6 + 1e-3 * scale[("oracle", "omega1")]  # seeds do not change the oracle
+    assert scale[("oracle", "omega1")] == max(c["metrics"]["omega1"] for c in adam_baseline["cells"]
+                                              if c["task"] == "oracle")
+    constant = by_key[("oracle", "constant:factor=0.0001", "divergence")]  # a difference: the task's scale
+    assert constant.tolerance == 1e-6 + 1e-3 * scale[("oracle", "divergence")] > 10 * (1e-6 + 1e-3 * constant.baseline)
+    assert scale[("quadratic", "val_drop")] == scale[("quadratic", "val_score")]
     quadratic = by_key[("quadratic", "none", "val_score")]
     spread = adam_baseline["spread"]["quadratic | none"]["val_score"]
-    assert spread > 0 and quadratic.tolerance == pytest.approx(max(spread, 1e-6 + 1e-3 * quadratic.baseline))
+    assert spread > 0 and quadratic.tolerance == max(spread, 1e-6 + 1e-3 * scale[("quadratic", "val_score")])
     assert not any(r.flagged for r in rows)
     tight = compare_records(adam_baseline, adam_baseline["cells"], multiplier=0.5, overrides={"val_score": 0.0})
     assert {(r.task, r.perturbation, r.quantity): r for r in tight}[("quadratic", "none", "val_score")].tolerance == 0

@@ -25,7 +25,7 @@ from gsibench.reproductions.phase import (
     phase_table,
     task_spec,
 )
-from gsibench.tasks.finite_sum import position_from_loss
+from gsibench.tasks.finite_sum import optimal_value, position_from_loss
 from gsibench.tracking.store import Tracker
 
 
@@ -90,9 +90,12 @@ def test_batched_engine_matches_the_runner_cell_by_cell(beta1, beta2):
                    perturbations=[], seeds=[3], steps=300, device="cpu").plan()[0][0]
     row = cell_row(cell, run_cell(cell))
     assert bool(batched["flagged"]) == row["flagged"]
-    assert batched["suboptimality"] == pytest.approx(row["suboptimality"], rel=1e-5, abs=1e-6)
+    # both engines evaluate f(x) − f* in float32 by different programs (and may end a last bit apart in x):
+    # a few ulps of |f(x)| (8 allowed), and x itself to a few ulps of |x|
+    f_x = abs(row["suboptimality"] + optimal_value(5))
+    assert abs(batched["suboptimality"] - row["suboptimality"]) <= 8 * np.spacing(np.float32(f_x))
+    assert abs(batched["x_end"] - row["x_end"]) <= 8 * np.spacing(np.float32(abs(row["x_end"])))
     assert batched["drift_t"] == pytest.approx(row["drift_t"], rel=1e-3, abs=1e-3)
-    assert batched["x_end"] == pytest.approx(row["x_end"], rel=1e-5, abs=1e-6)
     assert batched["initial"] == row["initial"] == pytest.approx(1.1)
 
 

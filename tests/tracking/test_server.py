@@ -4,6 +4,7 @@ the server going away mid-battery loses nothing (results spooled, written by the
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -139,3 +140,35 @@ def test_server_lost_mid_battery_loses_nothing(server, tmp_path):
     assert not (tmp_path / ".gsibench-spool").exists()
     runs = Tracker(server.url, "lost").runs("attributes.status = 'FINISHED'")
     assert Counter(Counter(r.data.tags["cell_key"] for r in runs).values()) == Counter({1: 2 * 3 * 3})
+
+
+def test_two_drivers_of_one_battery_run_every_cell_exactly_once(server, tmp_path):
+    """Two `gsibench run` of the same battery started together against one server: each cell's run is a
+    claim, so the drivers share the cells and every cell ends with exactly one FINISHED run."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)])}
+    slow = "tests.plugins.slow_opt:SlowSGD"
+    command = [sys.executable, "-m", "gsibench", "run", "--optimizers", f"{slow},{slow}[lr=0.02],adam,signsgd",
+               "--tasks", "oracle", "--perturbations", "step:at=0.5,factor=10,noise:sigma=0.5", "--seeds", "2",
+               "--steps", "60", "--no-tune", "--jobs", "1", "--tracking-uri", server.url, "--experiment", "twice"]
+    drivers = [subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+               for _ in range(2)]
+    errs = []
+    for driver in drivers:
+        _, err = driver.communicate(timeout=600)
+        errs.append(err.decode().replace("\n", " "))
+        assert driver.returncode == 0, errs[-1][-2000:]
+    runs = Tracker(server.url, "twice").runs()
+    finished = Counter(r.data.tags["cell_key"] for r in runs if r.info.status == "FINISHED")
+    cells, _ = Battery(optimizers=[slow, f"{slow}[lr=0.02]", "adam", "signsgd"], tasks=["oracle"],
+                       perturbations=["step:at=0.5,factor=10", "noise:sigma=0.5"], seeds=[0, 1], steps=60).plan()
+    assert len(cells) == 24 and finished == Counter({cell.key: 1 for cell in cells})
+    assert all(r.info.status == "FINISHED" for r in runs)  # withdrawn claims are deleted, none left RUNNING
+    ran = [int(re.search(r"24 cells: (\d+) run now", err).group(1)) for err in errs]
+    assert sum(ran) == 24, errs  # the compute was shared, not doubled
+    for err, own in zip(errs, ran):
+        if own < 24:
+            assert f"{24 - own} run by another driver" in err
+    perturbed = [r for r in runs if r.data.tags["kind"] == "perturbed"]
+    twins = {r.data.tags["cell_key"]: r.info.run_id for r in runs if r.data.tags["kind"] == "clean"}
+    assert all(r.data.tags["twin_run_id"] == twins[r.data.tags["twin_key"]] for r in perturbed)
+    assert all("sensitivity" in r.data.metrics for r in perturbed)  # compared, even with a twin from the other
