@@ -25,6 +25,7 @@ from torch import nn
 from gsibench.core.errors import UsageError
 from gsibench.core.params import ParamInfo
 from gsibench.tasks.base import Problem, Task
+from gsibench.tasks.options import Option
 from gsibench.tasks.registry import register
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -55,7 +56,7 @@ class Oracle(Task):
     name = "oracle"
     description = "prescribed gradient sequence of arXiv 2601.21739 Figs. 1-2 (no model, 3 parameters)"
     default_steps = 601
-    options = {"rotation": 1.0, "dtype": "float32"}
+    options = {"rotation": Option(1.0, low=-1e3, high=1e3), "dtype": Option("float32", choices=tuple(DTYPES))}
     step_seconds = 0.05
 
     def build(self, seed: int, device: torch.device, rotation: float = 1.0, dtype: str = "float32") -> Problem:

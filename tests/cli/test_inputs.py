@@ -62,7 +62,7 @@ def test_a_typo_in_task_options_lists_the_valid_keys(tmp_path, monkeypatch, caps
                                       '[task_options]\ninti = "sinusoidal"\n')
     err = refused(["b.toml"], tmp_path, capsys)
     assert "unknown task option 'inti'" in err and "Did you mean 'init'?" in err
-    assert "Valid task options: batch_size, depth, init, width." in err
+    assert "Valid task options: batch_size, depth, dtype, init, rotation, width." in err
 
 
 def test_a_wrong_type_in_task_options_names_the_task_and_option(tmp_path, monkeypatch, capsys, no_training):
