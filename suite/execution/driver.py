@@ -109,8 +109,8 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
     outcome.run_ids = {cell.key: done[cell.key] for cell in cells if cell.key in done}
     outcome.already_done = len(outcome.run_ids)
     if outcome.already_done:
-        diverged = tracker.runs("attributes.status = 'FINISHED' and tags.`gsibench.status` = 'diverged'")
-        outcome.diverged = len({run.data.tags.get("cell_key") for run in diverged} & set(outcome.run_ids))
+        outcome.diverged = sum(row.get("gsibench.status") == "diverged"
+                               for row in tracker.rows(set(outcome.run_ids.values())))
     todo = [cell for cell in cells if cell.key not in done]
     todo_keys = {cell.key for cell in todo}
     by_key = {cell.key: cell for cell in todo}
@@ -196,12 +196,12 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
     def picked_up(key: str, run) -> None:
         """Another driver's result for ``key``: count it, and log the results that waited for it as a twin."""
         outcome.elsewhere += 1
-        if run.info.status == "FINISHED":
-            outcome.run_ids[key] = run.info.run_id
-            outcome.diverged += run.data.tags.get("gsibench.status") == "diverged"
+        if run.status == "FINISHED":
+            outcome.run_ids[key] = run.run_id
+            outcome.diverged += run.tags.get("gsibench.status") == "diverged"
         else:
             outcome.failed.append(by_key[key])
-        progress.advance(f"{by_key[key].label()} → {run.data.tags.get('gsibench.status', 'failed')} (another driver)")
+        progress.advance(f"{by_key[key].label()} → {run.tags.get('gsibench.status', 'failed')} (another driver)")
         pending_results = waiting.pop(key, [])
         for pending in pending_results:
             log(pending, twin_of(pending.cell))

@@ -35,9 +35,8 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 
-from mlflow.tracking import MlflowClient
-
 from gsibench.battery.cells import Cell
+from gsibench.tracking.claim_store import RunView
 from gsibench.tracking.store import Tracker
 
 SETTLE = {"local": 0.3, "server": 1.5}
@@ -73,7 +72,7 @@ class Claims:
     """One driver's claims on the cells of one experiment (see the module docstring)."""
 
     def __init__(self, tracker: Tracker, batch: int = 8):
-        self.tracker, self.client = tracker, tracker.client
+        self.tracker, self.ops = tracker, tracker.claim_ops()
         self.batch = max(1, batch)
         self.driver, self.host, self.pid = uuid.uuid4().hex[:12], socket.gethostname(), os.getpid()
         self.settle = SETTLE["server" if tracker.uri.startswith(("http://", "https://")) else "local"]
@@ -83,9 +82,9 @@ class Claims:
         self._lock = threading.Lock()
 
     # ---- staleness --------------------------------------------------------------------------------
-    def stale(self, run) -> bool:
+    def stale(self, run: RunView) -> bool:
         """Whether a RUNNING run is a dead driver's (or has no heartbeat at all: not a live claim)."""
-        tags = run.data.tags
+        tags = run.tags
         if tags.get(TAG_DRIVER) == self.driver:
             return False
         try:
@@ -98,9 +97,9 @@ class Claims:
 
     def reap(self) -> int:
         """Mark the runs of dead drivers ``KILLED`` (their cells are redone); returns how many."""
-        stale = [run for run in self.tracker.runs("attributes.status = 'RUNNING'") if self.stale(run)]
+        stale = [run for run in self.ops.running() if self.stale(run)]
         for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
+            self.ops.terminate(run.run_id, "KILLED")
         return len(stale)
 
     # ---- claiming ---------------------------------------------------------------------------------
@@ -110,19 +109,19 @@ class Claims:
             now = int(time.time() * 1000)
             tags = {"cell_key": cell.key, TAG_DRIVER: self.driver, TAG_HOST: self.host, TAG_PID: str(self.pid),
                     TAG_BEAT: f"{time.time():.3f}"}
-            run = self.client.create_run(self.tracker.experiment_id, start_time=now, tags=tags, run_name=cell.label())
-            claims.append(Claim(cell, run.info.run_id, now))
+            run_id = self.ops.create(cell.label(), now, tags)
+            claims.append(Claim(cell, run_id, now))
             with self._lock:
-                self._mine[cell.key] = run.info.run_id
+                self._mine[cell.key] = run_id
         return claims, time.monotonic()
 
-    def _claims_on(self, keys: set[str]) -> dict[str, list]:
+    def _claims_on(self, keys: set[str]) -> dict[str, list[RunView]]:
         """cell key -> the runs that claim it now: live claims and runs that ended since this driver began."""
-        found: dict[str, list] = {}
-        live = [run for run in self.tracker.runs("attributes.status = 'RUNNING'") if not self.stale(run)]
-        ended = self.tracker.runs(f"attributes.end_time >= {self.since}")
-        for run in live + [run for run in ended if run.info.status in ("FINISHED", "FAILED")]:
-            key = run.data.tags.get("cell_key")
+        found: dict[str, list[RunView]] = {}
+        live = [run for run in self.ops.running() if not self.stale(run)]
+        ended = self.ops.ended_since(self.since)
+        for run in live + [run for run in ended if run.status in ("FINISHED", "FAILED")]:
+            key = run.tags.get("cell_key")
             if key in keys:
                 found.setdefault(key, []).append(run)
         return found
@@ -133,7 +132,7 @@ class Claims:
         found = self._claims_on({claim.cell.key for claim in claims})
         won = []
         for claim in claims:
-            rivals = [(run.info.start_time, run.info.run_id) for run in found.get(claim.cell.key, [])]
+            rivals = [(run.start_time, run.run_id) for run in found.get(claim.cell.key, [])]
             winner = min(rivals + [(claim.start_time, claim.run_id)])[1]
             if winner == claim.run_id:
                 won.append(claim.cell)
@@ -171,8 +170,8 @@ class Claims:
         run_id = self.take(key)
         if run_id is not None:
             with suppress(Exception):
-                self.client.set_terminated(run_id, "KILLED")
-                self.client.delete_run(run_id)
+                self.ops.terminate(run_id, "KILLED")
+                self.ops.delete(run_id)
 
     def withdraw_all(self) -> None:
         """Claims still held when the driver stops (Ctrl-C, an error): ``KILLED``, their cells redone later."""
@@ -180,24 +179,23 @@ class Claims:
             held, self._mine = list(self._mine.values()), {}
         for run_id in held:
             with suppress(Exception):
-                self.client.set_terminated(run_id, "KILLED")
+                self.ops.terminate(run_id, "KILLED")
 
     def finished_by_other(self, key: str) -> str | None:
         """The run id of a FINISHED run of ``key`` another driver wrote (a race settling could not see)."""
-        runs = self.tracker.runs(f"tags.cell_key = '{key}' and attributes.status = 'FINISHED'")
-        return runs[0].info.run_id if runs else None
+        return self.ops.finished_of(key)
 
     # ---- waiting for the others --------------------------------------------------------------------
-    def wait(self, lost: dict[str, str]) -> tuple[dict[str, object], list[str]]:
+    def wait(self, lost: dict[str, str]) -> tuple[dict[str, RunView], list[str]]:
         """Block until a cell in ``lost`` is done elsewhere or free again. Returns (cell key -> the other
         driver's ended run, for FINISHED and FAILED runs) and the keys whose claim died or was withdrawn
         (to be claimed again); both are removed from ``lost``."""
         while True:
-            live = {run.info.run_id: run for run in self.tracker.runs("attributes.status = 'RUNNING'")}
-            ended = {run.info.run_id: run for run in self.tracker.runs(f"attributes.end_time >= {self.since}")}
+            live = {run.run_id: run for run in self.ops.running()}
+            ended = {run.run_id: run for run in self.ops.ended_since(self.since)}
             done, free = {}, []
             for key, run_id in list(lost.items()):
-                if run_id in ended and ended[run_id].info.status in ("FINISHED", "FAILED"):
+                if run_id in ended and ended[run_id].status in ("FINISHED", "FAILED"):
                     done[key] = ended[run_id]
                 elif run_id not in live or self.stale(live[run_id]):
                     free.append(key)  # withdrawn, killed, deleted or its driver is gone
@@ -214,7 +212,7 @@ class Claims:
         """Refresh this driver's live claims every :data:`HEARTBEAT` seconds while the block runs; on the
         way out (normally or not) withdraw the claims still held."""
         stop = threading.Event()
-        client = MlflowClient(tracking_uri=self.tracker.uri)  # its own client: it runs beside the driver
+        set_tag = self.ops.tagger()  # its own client or connections: it runs beside the driver
 
         def beat() -> None:
             while not stop.wait(HEARTBEAT):
@@ -222,7 +220,7 @@ class Claims:
                     held = list(self._mine.values())
                 for run_id in held:
                     with suppress(Exception):  # a failing store: the claims go stale, as they should
-                        client.set_tag(run_id, TAG_BEAT, f"{time.time():.3f}")
+                        set_tag(run_id, TAG_BEAT, f"{time.time():.3f}")
 
         thread = threading.Thread(target=beat, name="gsibench-heartbeat", daemon=True)
         thread.start()

@@ -29,6 +29,10 @@ SCHEMA = "dc11669786a5"
 """The alembic revision of MLflow 3.17's tracking schema, the one these statements match."""
 BUSY_TIMEOUT = 30.0
 MAX_FLOAT = 1.7976931348623157e308
+INSERT_RUN = ("INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
+              "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
+              "VALUES (?, ?, 'UNKNOWN', '', '', 'unknown', ?, ?, ?, '', 'active', ?, ?)")
+"""A run's row as ``create_run`` writes it: (run id, name, status, start, end, artifact uri, experiment)."""
 
 
 @dataclass
@@ -174,7 +178,48 @@ class SqliteStore:
     def artifact(self, run_id: str, name: str) -> Path:
         return self.artifact_location / run_id / "artifacts" / name
 
+    def runs_where(self, where: str, arguments: tuple = ()) -> list[tuple[str, str, int, int | None, dict]]:
+        """(run id, status, start ms, end ms, tags) of the experiment's active runs matching the SQL
+        condition ``where`` on the ``runs`` table."""
+        with closing(self._connect()) as connection:
+            found = connection.execute(
+                "SELECT run_uuid, status, start_time, end_time FROM runs WHERE experiment_id = ? AND "
+                f"lifecycle_stage = 'active' AND ({where})", (int(self.experiment_id), *arguments)).fetchall()
+            tags: dict[str, dict[str, str]] = {run[0]: {} for run in found}
+            for start in range(0, len(found), 500):  # SQLite's limit on bound variables
+                chunk = [run[0] for run in found[start:start + 500]]
+                for run, key, value in connection.execute(
+                        f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN ({','.join('?' * len(chunk))})",
+                        chunk):
+                    tags[run][key] = value
+        return [(run, status, begun, ended, tags[run]) for run, status, begun, ended in found]
+
     # ---- writing ------------------------------------------------------------------------------
+    def create_run(self, run_id: str, name: str, start_time: int, tags: dict[str, str]) -> None:
+        """A ``RUNNING`` run with ``tags``, at once (not queued): what ``MlflowClient.create_run`` writes."""
+        artifact_uri = (self.artifact_location / run_id / "artifacts").as_uri()
+        with closing(self._connect()) as connection, connection:
+            connection.execute(INSERT_RUN, (run_id, name, "RUNNING", start_time, None, artifact_uri,
+                                            int(self.experiment_id)))
+            connection.executemany("INSERT INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                                   [(k, v, run_id) for k, v in {**tags, "mlflow.runName": name}.items()])
+
+    def set_tag(self, run_id: str, key: str, value: str) -> None:
+        with closing(self._connect()) as connection, connection:
+            connection.execute("INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?, ?, ?)",
+                               (key, value, run_id))
+
+    def terminate(self, run_id: str, status: str, end_time: int) -> None:
+        with closing(self._connect()) as connection, connection:
+            connection.execute("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?",
+                               (status, end_time, run_id))
+
+    def delete_run(self, run_id: str, when: int) -> None:
+        """What ``MlflowClient.delete_run`` does: the run stays, marked deleted (``mlflow gc`` removes it)."""
+        with closing(self._connect()) as connection, connection:
+            connection.execute("UPDATE runs SET lifecycle_stage = 'deleted', deleted_time = ? WHERE run_uuid = ?",
+                               (when, run_id))
+
     def add(self, record: RunRecord) -> None:
         """Queue a run; it is in the store after the next :meth:`flush`."""
         self.pending.append(record)
@@ -193,8 +238,8 @@ class SqliteStore:
         runs, tags, params, metrics, latest = [], [], [], [], []
         for r in self.pending:
             artifact_uri = (self.artifact_location / r.run_id / "artifacts").as_uri()
-            runs.append((r.run_id, r.name, "UNKNOWN", "", "", "unknown", r.status, r.start_time, r.end_time, "",
-                         "active", artifact_uri, int(self.experiment_id)))
+            runs.append((r.run_id, r.name, r.status, r.start_time, r.end_time, artifact_uri,
+                         int(self.experiment_id)))
             tags += [(key, value, r.run_id) for key, value in {**r.tags, "mlflow.runName": r.name}.items()]
             params += [(key, value, r.run_id) for key, value in r.params.items()]
             newest: dict[str, tuple] = {}
@@ -207,11 +252,7 @@ class SqliteStore:
                        for key, (step, timestamp, stored, is_nan) in newest.items()]
         claimed = [(r.status, r.end_time, r.run_id) for r in self.pending if r.claimed]
         with closing(self._connect()) as connection, connection:
-            connection.executemany(
-                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, "
-                "start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [row for row, r in zip(runs, self.pending)
-                                                                 if not r.claimed])
+            connection.executemany(INSERT_RUN, [row for row, r in zip(runs, self.pending) if not r.claimed])
             connection.executemany("UPDATE runs SET status = ?, end_time = ? WHERE run_uuid = ?", claimed)
             connection.executemany("INSERT OR REPLACE INTO tags (key, value, run_uuid) VALUES (?, ?, ?)", tags)
             connection.executemany("INSERT INTO params (key, value, run_uuid) VALUES (?, ?, ?)", params)

@@ -151,6 +151,12 @@ class Tracker:
         path = sqlite_path(self.uri)
         return None if path is None else (path.parent / "mlruns").resolve().as_uri()
 
+    def claim_ops(self):
+        """The store operations a driver's claims use (:mod:`gsibench.tracking.claim_store`)."""
+        from gsibench.tracking.claim_store import ops_for
+
+        return ops_for(self)
+
     # ---- reading ------------------------------------------------------------------------------
     def runs(self, filter_string: str = "") -> list:
         """Every run of the experiment matching ``filter_string`` (MLflow ``Run`` objects, all pages)."""

@@ -1,5 +1,6 @@
 """Claims settle races deterministically: the earliest claim wins, losers withdraw and pick up the winner's
-run, a dead driver's claims are taken over (two Claims on one SQLite store stand for two drivers)."""
+run, a dead driver's claims are taken over (two Claims on one SQLite store stand for two drivers). Every
+test runs twice: claims through straight SQL (the SQLite fast path) and through MLflow's client."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 import gsibench.tracking.claims as claims_module
 from gsibench.battery.spec import Battery
+from gsibench.tracking.claim_store import SqliteOps, ops_for
 from gsibench.tracking.claims import TAG_BEAT, TAG_PID, Claims
 from gsibench.tracking.store import Tracker
 
@@ -16,11 +18,15 @@ CELLS, _ = Battery(optimizers=["adam"], tasks=["oracle"], perturbations=["step:a
                    steps=20).plan()
 
 
-@pytest.fixture
-def tracker(tmp_path, monkeypatch):
+@pytest.fixture(params=["sql", "mlflow"])
+def tracker(tmp_path, monkeypatch, request):
     monkeypatch.setattr(claims_module, "SETTLE", {"local": 0.05, "server": 0.05})
     monkeypatch.setattr(claims_module, "POLL", 0.05)
-    return Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "claims")
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "claims")
+    assert tracker.fast is not None
+    if request.param == "mlflow":
+        tracker.fast = None
+    return tracker
 
 
 def status(tracker: Tracker) -> dict[str, list[str]]:
@@ -54,7 +60,7 @@ def test_a_later_driver_takes_what_is_left_and_picks_up_the_rest(tracker):
             tracker.client.set_terminated(run_id, "FINISHED" if cell.is_clean else "FAILED")
     done, free = second.wait(lost)
     assert free == [] and not lost
-    assert {key: run.info.status for key, run in done.items()} == {
+    assert {key: run.status for key, run in done.items()} == {
         cell.key: "FINISHED" if cell.is_clean else "FAILED" for cell in CELLS}
 
 
@@ -86,3 +92,21 @@ def test_runs_without_a_heartbeat_are_reaped_and_a_finished_cell_is_not_written_
     assert claims.finished_by_other(CELLS[0].key) is None
     tracker.client.set_terminated(stray, "FINISHED")
     assert claims.finished_by_other(CELLS[0].key) == stray
+
+
+def test_claims_written_with_sql_are_runs_mlflow_reads(tmp_path):
+    tracker = Tracker(f"sqlite:///{tmp_path / 'mlflow.db'}", "claims")
+    ops = ops_for(tracker)
+    assert isinstance(ops, SqliteOps)
+    run_id = ops.create("a cell", 1_700_000_000_000, {"cell_key": "k"})
+    run = tracker.client.get_run(run_id)
+    assert (run.info.status, run.info.start_time, run.info.run_name, run.data.tags["cell_key"]) == (
+        "RUNNING", 1_700_000_000_000, "a cell", "k")
+    assert [view.run_id for view in ops.running()] == [run.info.run_id]
+    ops.tagger()(run_id, TAG_BEAT, "1.5")
+    assert tracker.client.get_run(run_id).data.tags[TAG_BEAT] == "1.5"
+    ops.terminate(run_id, "FINISHED")
+    assert ops.finished_of("k") == run_id and ops.running() == []
+    assert tracker.client.get_run(run_id).info.status == "FINISHED"
+    ops.delete(run_id)
+    assert tracker.client.get_run(run_id).info.lifecycle_stage == "deleted" and ops.finished_of("k") is None
