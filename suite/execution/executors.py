@@ -313,6 +313,9 @@ class RayExecutor:
     battery redoes failed cells). A cell on ``cuda`` (or ``auto`` for a GPU task) asks for one GPU when
     the cluster has any. Every node needs gsibench and the plugins the battery names installed.
 
+    A local Ray started here runs its workers at niceness 0 (Ray's default is 15); a cluster started
+    with ``ray start`` keeps its own setting (``RAY_worker_niceness=0 ray start --head`` gives the same).
+
     With a time limit (the default), at most as many cells as the cluster has CPUs are submitted at
     once, so that a cell's clock starts when it can start; one past its limit is cancelled (its worker
     killed) and failed with reason ``timeout``.
@@ -327,6 +330,10 @@ class RayExecutor:
                                        "logging_level": logging.WARNING}
             if address is None:
                 options["num_cpus"] = jobs or available_cores()
+                # Ray starts its workers at niceness 15: beside any other busy process (a second battery,
+                # a build) they get almost no CPU, and every cell ran past its limit (measured: 2 busy
+                # processes on 2 cores, 8 tiny cells never finished; at niceness 0 they took 9 s).
+                options["_system_config"] = {"worker_niceness": 0}
             try:
                 self.ray.init(**options)
             except ConnectionError as error:

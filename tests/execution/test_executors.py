@@ -132,9 +132,17 @@ def ray_cluster():
     """One local Ray (2 CPUs) for the module: starting one costs about 5 s."""
     ray = pytest.importorskip("ray")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    assert RayExecutor(jobs=2).started  # a local Ray, started as `gsibench run --executor ray` starts it
     yield ray
     ray.shutdown()
+
+
+def test_a_local_rays_workers_are_not_niced(ray_cluster):
+    """Ray's default worker niceness (15) starved cells beside any busy process until they timed out."""
+    def niceness() -> int:  # nested: sent by value (the workers cannot import the test module)
+        return os.nice(0)
+
+    assert ray_cluster.get(ray_cluster.remote(niceness).remote()) == os.nice(0)
 
 
 def test_ray_gives_the_local_numbers(ray_cluster, local_results):
