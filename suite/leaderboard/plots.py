@@ -169,6 +169,32 @@ def pareto_front(points: dict[str, tuple[float, float]]) -> list[str]:
     return sorted(front, key=lambda name: points[name][0])
 
 
+def _cluster(points: dict[str, tuple[float, float]], width: float = 0.1) -> list[str]:
+    """The entries within ``width`` of the best on both axes, when they are several and the whole plot spans
+    more than three times that (they would sit on each other's labels): drawn again, zoomed."""
+    xs, ys = [x for x, _ in points.values()], [y for _, y in points.values()]
+    near = [name for name, (x, y) in points.items() if x >= max(xs) - width and y >= max(ys) - width]
+    span = max(max(xs) - min(min(xs), 0.0), max(ys) - min(min(ys), 0.0))
+    return near if len(near) > 1 and span > 3 * width else []
+
+
+def _zoom_panel(ax, points: dict[str, tuple[float, float]], colors: dict[str, str], front: list[str]) -> None:
+    """The clustered entries with their names in a column beside the axes (ordered as the points are, by
+    robust quality), each joined to its point."""
+    if len(front) > 1:
+        ax.plot([points[n][0] for n in front], [points[n][1] for n in front], "--", color="gray", lw=1)
+    ordered = sorted(points, key=lambda name: points[name][1], reverse=True)
+    for index, name in enumerate(ordered):
+        ax.annotate(name, points[name], xytext=(1.03, 1 - (index + 0.5) / len(ordered)), textcoords="axes fraction",
+                    fontsize=7, va="center", color=colors[name],
+                    arrowprops={"arrowstyle": "-", "lw": 0.5, "color": colors[name], "alpha": 0.6})
+    ax.set_title("outcome, the leading entries (zoomed)", fontsize=9)
+    ax.set_xlabel("quality", fontsize=8)
+    ax.set_ylabel("robust quality", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+
+
 def pareto(overall: pd.DataFrame, path: Path) -> Path | None:
     """Quality (x) against robust quality (left) and against mean update sensitivity (right), one point per
     optimizer with its 95% intervals, the Pareto frontier of the left panel drawn: "invariant but weak"
@@ -179,20 +205,29 @@ def pareto(overall: pd.DataFrame, path: Path) -> Path | None:
     if rows.empty:
         return None
     colors = _colors(list(rows["optimizer"]))
-    fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     points = {r["optimizer"]: (r["quality"], r["robust_quality"]) for r in rows.to_dict("records")}
     front = pareto_front(points)
+    near = _cluster(points)
+    if near:
+        fig, (left, zoom, right) = plt.subplots(1, 3, figsize=(18, 4.6), gridspec_kw={"wspace": 0.7})
+    else:
+        fig, (left, right) = plt.subplots(1, 2, figsize=(11.5, 4.4))
     for r in rows.to_dict("records"):
         name, color = r["optimizer"], colors[r["optimizer"]]
-        left.errorbar(r["quality"], r["robust_quality"], xerr=np.nan_to_num(r["quality_ci"]),
-                      yerr=np.nan_to_num(r["robust_quality_ci"]), fmt="o", color=color, ms=6, capsize=2,
-                      mec="black" if name in front else color, label=name)
-        left.annotate(name, (r["quality"], r["robust_quality"]), fontsize=7, xytext=(4, 4),
-                      textcoords="offset points")
+        for ax in (left, zoom) if near and name in near else (left,):
+            ax.errorbar(r["quality"], r["robust_quality"], xerr=np.nan_to_num(r["quality_ci"]),
+                        yerr=np.nan_to_num(r["robust_quality_ci"]), fmt="o", color=color, ms=6, capsize=2,
+                        mec="black" if name in front else color, label=name if ax is left else None)
+        if name not in near:
+            left.annotate(name, (r["quality"], r["robust_quality"]), fontsize=7, xytext=(4, 4),
+                          textcoords="offset points")
         sensitivity = max(r["sensitivity"], SENSITIVITY_FLOOR) if math.isfinite(r["sensitivity"]) else math.nan
         right.errorbar(r["quality"], sensitivity, xerr=np.nan_to_num(r["quality_ci"]), fmt="o", color=color, ms=6,
                        capsize=2)
         right.annotate(name, (r["quality"], sensitivity), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    if near:
+        _zoom_panel(zoom, {name: points[name] for name in near}, colors, [n for n in front if n in near])
+        left.indicate_inset_zoom(zoom, edgecolor="gray")
     if len(front) > 1:
         left.plot([points[n][0] for n in front], [points[n][1] for n in front], "--", color="gray", lw=1,
                   label="Pareto frontier")
@@ -210,7 +245,8 @@ def pareto(overall: pd.DataFrame, path: Path) -> Path | None:
         ax.tick_params(labelsize=7)
         ax.grid(alpha=0.3)
     left.legend(fontsize=7, loc="upper left", frameon=False)
-    fig.tight_layout()
+    if not near:
+        fig.tight_layout()
     return _save(fig, path)
 
 
