@@ -94,7 +94,14 @@ def alternate(runs: dict[str, callable], reps: int) -> dict[str, dict[str, float
             run()
             cpu[name].append(time.process_time() - c)
             wall[name].append(time.perf_counter() - w)
-    return {name: {"cpu": statistics.median(cpu[name]), "wall": statistics.median(wall[name])} for name in runs}
+    return {name: {"cpu": statistics.median(cpu[name]), "wall": statistics.median(wall[name]),
+                   "cpu_all": cpu[name], "wall_all": wall[name]} for name in runs}
+
+
+def paired_ratio(times: dict[str, dict], a: str, b: str, kind: str = "cpu") -> float:
+    """Median over repetitions of a/b, each a measured right after its b: the machine's drift (other
+    work, frequency, another tenant) cancels within a pair, where a ratio of medians keeps it."""
+    return statistics.median(x / y for x, y in zip(times[a][f"{kind}_all"], times[b][f"{kind}_all"]))
 
 
 def instrumentation(tasks: list[str], optimizers: list[str], reps: int) -> list[dict]:
@@ -106,8 +113,8 @@ def instrumentation(tasks: list[str], optimizers: list[str], reps: int) -> list[
             times = alternate({"bare": lambda c=cell: bare_loop(c), "runner": lambda c=cell: run_cell(c)}, reps)
             rows.append({"task": task, "optimizer": optimizer, "steps": cell.steps,
                          "bare_cpu_s": times["bare"]["cpu"], "runner_cpu_s": times["runner"]["cpu"],
-                         "ratio_cpu": times["runner"]["cpu"] / times["bare"]["cpu"],
-                         "ratio_wall": times["runner"]["wall"] / times["bare"]["wall"]})
+                         "ratio_cpu": paired_ratio(times, "runner", "bare"),
+                         "ratio_wall": paired_ratio(times, "runner", "bare", "wall")})
             print(f"  {task:12s} {optimizer:14s} {cell.steps:4d} steps  bare {times['bare']['cpu']:.3f} s  "
                   f"runner {times['runner']['cpu']:.3f} s  ratio {rows[-1]['ratio_cpu']:.3f} (CPU) "
                   f"{rows[-1]['ratio_wall']:.3f} (wall)", flush=True)
@@ -297,7 +304,7 @@ def muon_vs_adam(tasks: list[str], reps: int) -> list[dict]:
         cells = {name: Battery(optimizers=[name], tasks=[task], perturbations=[], seeds=[0]).plan()[0][0]
                  for name in ("adam", "muon")}
         times = alternate({name: lambda c=cell: bare_loop(c) for name, cell in cells.items()}, reps)
-        ratio = times["muon"]["cpu"] / times["adam"]["cpu"]
+        ratio = paired_ratio(times, "muon", "adam")
         rows.append({"task": task, "adam_s": times["adam"]["cpu"], "muon_s": times["muon"]["cpu"], "ratio": ratio})
         print(f"  {task}: bare loop adam {times['adam']['cpu']:.3f} s, muon {times['muon']['cpu']:.3f} s: "
               f"{ratio:.2f}×", flush=True)

@@ -6,8 +6,9 @@ overwrite gradients inside ``step()``), so it works for every optimizer. One glo
 trained parameters, plus one per role.
 
 The probe sees ``(params_before, params_after, lr)`` and nothing else. Per step it costs three
-multi-tensor (``_foreach``) kernels — copy, subtract, norm — and no host synchronisation: the raw
-norms ‖θ_k − θ_{k+1}‖ per tensor stay on the device (written into one array every few steps) and the
+multi-tensor (``_foreach``) kernels — copy, subtract, norm — and a stack of the norms into the step's row
+of one preallocated array, and no host synchronisation: the raw norms ‖θ_k − θ_{k+1}‖ per tensor stay on
+the device and the
 learning rates (host numbers) go to a list; dividing by η and summing per role happen in bulk
 in :meth:`UpdateNormProbe.norms`, which the runner calls only at its divergence checks and at the end.
 """
@@ -22,10 +23,6 @@ import torch
 from gsibench.core.params import ROLES, ParamInfo
 
 SERIES_NAMES: tuple[str, ...] = ("update_norm",) + tuple(f"update_norm.{role}" for role in ROLES)
-PENDING_ROWS = 64
-"""Steps whose norms are held as separate small tensors before they are written into one array."""
-
-
 class UpdateNormProbe:
     """Call :meth:`before` just before ``optimizer.step()`` and :meth:`after` just after."""
 
@@ -38,11 +35,9 @@ class UpdateNormProbe:
         self.group_index = np.array([group_of.get(id(t), 0) for t in self.tensors])
         self.groups = optimizer.param_groups
         self.raw = torch.full((steps, len(self.tensors)), math.nan, dtype=torch.float64, device=device)
-        """‖θ_k − θ_{k+1}‖ per tensor and step (rows up to ``filled``; later ones wait in ``pending``)."""
+        """‖θ_k − θ_{k+1}‖ per tensor and step, written one row per step by a single kernel."""
         self.lr_rows: list[list[float]] = []
         """η_k per param group, one row per recorded step."""
-        self.pending: list[list[torch.Tensor]] = []
-        self.filled = 0
 
     @torch.no_grad()
     def before(self) -> None:
@@ -52,24 +47,12 @@ class UpdateNormProbe:
     def after(self, step: int) -> None:
         """Record step ``step`` (steps come in order from 0)."""
         torch._foreach_sub_(self.buffers, self.tensors)
-        self.pending.append(torch._foreach_norm(self.buffers))
+        torch.stack(torch._foreach_norm(self.buffers), out=self.raw[step])
         self.lr_rows.append([group["lr"] for group in self.groups])
-        if len(self.pending) >= PENDING_ROWS:
-            self._settle()
-
-    def _settle(self) -> None:
-        """Write the pending rows into ``raw`` with one kernel (instead of one per step)."""
-        if self.pending:
-            rows = len(self.pending)
-            flat = torch.stack([norm for row in self.pending for norm in row])
-            self.raw[self.filled : self.filled + rows] = flat.view(rows, -1)
-            self.filled += rows
-            self.pending.clear()
 
     @torch.no_grad()
     def norms(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of [‖R_k‖, ‖R_k‖ per role (hidden, input, output, vector)], float64."""
-        self._settle()
         rates = np.array([[float(lr) for lr in row] for row in self.lr_rows[start:stop]]).reshape(stop - start, -1)
         lrs = torch.from_numpy(rates[:, self.group_index]).to(self.raw.device)
         scaled = self.raw[start:stop] / lrs
