@@ -162,7 +162,9 @@ class Battery:
 
     def check_names(self) -> None:
         """Every optimizer, task and perturbation name exists (a one-line error otherwise) — before any
-        family module, and so torch, is imported."""
+        built-in family module, and so torch, is imported. The battery's ``imports`` (modules that register
+        names with the decorators) are imported first."""
+        import_plugins(self.imports)
         for spec in self.optimizers:
             optimizer_registry.REGISTRY.require(parse_named(spec)[0])
         for spec in self.tasks:

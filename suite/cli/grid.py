@@ -99,8 +99,7 @@ def run(args: argparse.Namespace) -> int:
     done = run_grid(tasks, pairs, seeds, tracker, executor, Path(args.out), protocol=protocol,
                     optimizer=args.optimizer, lr=args.lr, steps=args.steps, schedule=args.schedule, init=args.init,
                     device=args.device, progress=progress)
-    console.print(frame_table(done.settings, f"{protocol.name} protocol: what each task ran",
-                              formatters={"task": escape}))
+    console.print(frame_table(done.settings, f"{protocol.name} protocol: what each task ran"))
     for task, cells in done.table.groupby("task", sort=False):
         if args.fine:
             console.print(frame_table(cells.drop(columns="task"), f"{escape(task)}, {protocol.name} protocol, fine "
@@ -113,16 +112,14 @@ def run(args: argparse.Namespace) -> int:
     console.print(frame_table(done.tests.assign(test=done.tests["test"].map(lambda t: f"{t}: {TEST_TITLES[t]}")),
                               f"tests over (β1 row, seed) trials, {protocol.name} protocol (p: exact one-sided "
                               "P(X ≥ successes); expected: successes expected by chance)",
-                              formatters={"p_value": lambda v: f"{v:.3g}", "expected": lambda v: f"{v:.2f}",
-                                          "task": escape}))
+                              formatters={"p_value": lambda v: f"{v:.3g}", "expected": lambda v: f"{v:.2f}"}))
     if not done.excluded.empty:
         cells = ", ".join(f"({b1:g}, {b2:g})" for b1, b2 in zip(done.excluded["beta1"], done.excluded["beta2"]))
         console.print(f"local dip test: {len(done.excluded)} neighbour cell(s) with β2 < β1² left out: {cells}")
     if not done.best.empty:
         names = ", ".join(f"{spec}: {score.name} {'↑' if score.higher_is_better else '↓'}"
                           for spec, score in done.scores.items() if score)
-        console.print(frame_table(done.best, f"best cell by validation score ({escape(names)})",
-                                  formatters={"task": escape}))
+        console.print(frame_table(done.best, f"best cell by validation score ({escape(names)})"))
     for cell in done.failed:
         progress.note(f"failed {cell.label()} (traceback in the run's artifacts)")
     progress.note(f"{done.runs} runs ({done.ran} now, {done.already_done} already in MLflow, {done.diverged} "

@@ -115,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     if not done.control.empty:
         console.print(frame_table(done.control, f"matched control pair, {layout.name} layout: D/δ against the "
-                                  "first-order theory √3·(τ2 − τ1), τ = β/(1 − β)", formatters={"optimizer": escape}))
+                                  "first-order theory √3·(τ2 − τ1), τ = β/(1 − β)"))
     if done.figure is not None:
         console.print(frame_table(done.figure,
                                   "Figs. 1–2: max_k |‖R_k‖ − ‖R_k^clean‖| under the bump s(k) (peak s = 1.49)"))

@@ -161,13 +161,15 @@ def test_interrupted_runs_are_marked_killed_and_redone(tmp_path):
 
 
 # ---- killing the driver -------------------------------------------------------------------------
+# 24 cells of ~1 s (4 ms a step): several of the store's 2-second write batches before the end, so that
+# the driver is killed with results written and cells left.
 KILL_BATTERY = '''
 experiment    = "killed"
 optimizers    = ["tests.plugins.slow_opt:SlowSGD", "tests.plugins.slow_opt:SlowSGD[lr=0.02]"]
 tasks         = ["oracle"]
 perturbations = ["step:at=0.5,factor=10", "noise:sigma=0.5"]
 seeds         = 4
-steps         = 60
+steps         = 250
 '''
 
 

@@ -55,9 +55,13 @@ class Server:
         self.process.wait(timeout=60)
 
     def stop(self) -> None:
+        """Ctrl-C; if its workers are still closing connections after 30 s, the whole group is killed."""
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGINT)
-            self.process.wait(timeout=60)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.crash()
         self.log.close()
 
     def finished(self) -> list[str]:
