@@ -20,7 +20,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q $(ARGS)
 
 # Regenerate the committed leaderboard/ (its two battery files, then the page; resumes from ./mlflow.db,
-# so an interrupted board is built in parts). About 1.5 hours on 2 cores, char-gpt's cells most of it.
+# so an interrupted board is built in parts). About 2.6 hours on 2 cores (5.1 cell-hours), char-gpt most of it.
 leaderboard: $(STAMP)
 	$(VENV)/bin/gsibench run leaderboard/battery.toml
 	$(VENV)/bin/gsibench run leaderboard/battery-char-gpt.toml

@@ -206,7 +206,10 @@ def test_killed_battery_reruns_to_exactly_one_finished_run_per_cell(how, tmp_pat
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(REPO)]), "GSIBENCH_TEST_MARK": mark}
     command = [sys.executable, "-m", "gsibench", "run", "battery.toml", "--no-tune", "--jobs", "2",
                "--tracking-uri", f"sqlite:///{db}"]
-    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # Ctrl-C's default action in the driver, even when this test runs in a background job (whose shell
+    # starts it with SIGINT ignored, and Python then never raises KeyboardInterrupt).
+    driver = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 180
     while sum(status == "FINISHED" for _, status, _ in db_rows(db)) < 4:
         assert driver.poll() is None, driver.communicate()[1].decode()[-2000:]
