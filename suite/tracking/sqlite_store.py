@@ -138,15 +138,6 @@ class SqliteStore:
         return connection
 
     # ---- reading ------------------------------------------------------------------------------
-    def run_ids(self, status: str | None = None) -> list[tuple[str, str]]:
-        """(run id, status) of the experiment's active runs, optionally of one status."""
-        query = "SELECT run_uuid, status FROM runs WHERE experiment_id = ? AND lifecycle_stage = 'active'"
-        arguments: tuple = (int(self.experiment_id),)
-        if status is not None:
-            query, arguments = query + " AND status = ?", arguments + (status,)
-        with closing(self._connect()) as connection:
-            return connection.execute(query, arguments).fetchall()
-
     def finished(self) -> dict[str, str]:
         """cell key -> run id of its FINISHED run."""
         with closing(self._connect()) as connection:
