@@ -29,6 +29,7 @@ from gsibench.battery.schedules import lr_multiplier
 from gsibench.core.params import ParamInfo
 from gsibench.core.registry import import_plugins
 from gsibench.measure.metrics import OscillationWindow, oscillation
+from gsibench.measure.packing import pack_parameters
 from gsibench.measure.probes import SERIES_NAMES, UpdateNormProbe, flat_params
 from gsibench.measure.result import CellResult
 from gsibench.optimizers import registry as optimizer_registry
@@ -118,6 +119,7 @@ def _train(cell: Cell) -> CellResult:
     torch.manual_seed(cell.seed)
     problem = task.build(cell.seed, device, **dict(cell.task_options))
     params = problem.params
+    pack_parameters([p.tensor for p in params])  # before the optimizer sees them: one copy per probe snapshot
     optimizer = entry.factory(params, **dict(cell.hparams))
 
     perturbation = parse_perturbation(cell.perturbation)
