@@ -226,7 +226,8 @@ def machine_parallelism(work: int = 10_000_000) -> float:
 def scaling(battery: Battery, reps: int, folder: Path) -> dict:
     """Cells per minute through the driver (MLflow on), as ``gsibench run`` makes the executors:
     ``--jobs 2`` is two workers with ``cores // 2`` torch threads each; ``--jobs 1`` runs in-process
-    with every core's thread (``--executor pool --jobs 1``: one worker with them, the driver apart)."""
+    with every core's thread (``--executor pool --jobs 1``: one worker with them, the driver apart). Ratios are
+    medians over ``reps`` rounds of the three runs side by side."""
     from gsibench.execution.driver import run_battery
     from gsibench.execution.spool import Spool
     from gsibench.tracking.store import Tracker
@@ -253,13 +254,14 @@ def scaling(battery: Battery, reps: int, folder: Path) -> dict:
                        f"1 worker, {single} thread(s)": run(PoolExecutor(jobs=1, threads=single)),
                        f"--jobs 2 (2 workers, {single} thread(s) each)": run(PoolExecutor(jobs=2))}, reps)
     per_minute = {name: 60 * cells / t["wall"] for name, t in times.items()}
-    rates = list(per_minute.values())
-    row = {"cells": cells, "tasks": battery.tasks, "cells_per_minute": per_minute,
-           "ratio_cli": rates[2] / rates[0], "ratio_same_threads": rates[2] / rates[1]}
+    names = list(times)
+    row = {"cells": cells, "tasks": battery.tasks, "cells_per_minute": per_minute, "reps": reps,
+           "ratio_cli": paired_ratio(times, names[0], names[2], "wall"),
+           "ratio_same_threads": paired_ratio(times, names[1], names[2], "wall")}
     for name, value in per_minute.items():
         print(f"  {', '.join(battery.tasks)}: {name:36s} {value:6.1f} cells/min", flush=True)
-    print(f"  --jobs 2 / --jobs 1: {row['ratio_cli']:.2f}× as the CLI sets threads; "
-          f"{row['ratio_same_threads']:.2f}× at the same threads per worker")
+    print(f"  --jobs 2 / --jobs 1 (median of {reps} paired runs): {row['ratio_cli']:.2f}× as the CLI sets "
+          f"threads; {row['ratio_same_threads']:.2f}× at the same threads per worker")
     return row
 
 
@@ -471,8 +473,7 @@ def main() -> None:
                   "(2.00 on two idle cores)")
             report["scaling"] = [
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["digits-mlp"],
-                                perturbations=["step:at=0.5,factor=10"], seeds=[0, 1, 2]), max(1, args.reps // 2),
-                        folder),
+                                perturbations=["step:at=0.5,factor=10"], seeds=[0, 1, 2]), args.reps, folder),
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["char-gpt[n_layer=1]"],
                                 perturbations=["step:at=0.5,factor=10"], seeds=[0], steps=150), 1, folder),
             ]

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from gsibench.battery.cells import Cell
 from gsibench.battery.limits import probe_limit
 from gsibench.battery.spec import Battery
+from gsibench.core.blas import one_blas_thread
 from gsibench.core.errors import UsageError
 from gsibench.core.progress import SILENT, Progress
 from gsibench.execution.executors import Executor
@@ -113,6 +114,8 @@ def run_battery(battery: Battery, tracker: Tracker, executor: Executor, progress
                                for row in tracker.rows(set(outcome.run_ids.values())))
     todo = [cell for cell in cells if cell.key not in done]
     todo_keys = {cell.key for cell in todo}
+    if todo:
+        one_blas_thread()  # the twin comparisons below run here
     by_key = {cell.key: cell for cell in todo}
     if outcome.already_done:
         progress.note(f"{label}: {outcome.already_done} of {len(cells)} already finished in MLflow "

@@ -26,6 +26,7 @@ from gsibench.battery.cells import Cell
 from gsibench.battery.perturbations import Perturbation
 from gsibench.battery.perturbations import parse as parse_perturbation
 from gsibench.battery.schedules import lr_multiplier
+from gsibench.core.blas import one_blas_thread
 from gsibench.core.params import ParamInfo
 from gsibench.core.registry import import_plugins
 from gsibench.measure.metrics import OscillationWindow, oscillation
@@ -71,6 +72,7 @@ def _first_bad(loss: torch.Tensor, update: torch.Tensor, loss_bound: float) -> i
 def run_cell(cell: Cell) -> CellResult:
     """Train one cell; never raises for a training problem (see module docstring)."""
     start = time.perf_counter()
+    one_blas_thread()
     threads = torch.get_num_threads()
     torch.set_num_threads(CELL_THREADS)
     try:

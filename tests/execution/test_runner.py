@@ -190,3 +190,13 @@ def test_numbers_do_not_depend_on_the_callers_thread_count():
         torch.set_num_threads(before)
     assert np.array_equal(one.series["update_norm"], two.series["update_norm"])
     assert np.array_equal(one.final_params, two.final_params)
+
+
+def test_a_cell_leaves_numpys_blas_on_one_thread():
+    """numpy's OpenBLAS starts a thread per core and spins them after each call, taking CPU from the other
+    cells of a battery (gsibench.core.blas); cells and the driver keep it on one thread."""
+    from threadpoolctl import threadpool_info
+
+    run_cell(cells("sgd", "oracle", steps=5)[0])
+    blas = [info for info in threadpool_info() if info["user_api"] == "blas"]
+    assert blas and all(info["num_threads"] == 1 for info in blas)
