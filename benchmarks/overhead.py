@@ -475,7 +475,8 @@ def main() -> None:
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["digits-mlp"],
                                 perturbations=["step:at=0.5,factor=10"], seeds=[0, 1, 2]), args.reps, folder),
                 scaling(Battery(optimizers=["adam", "adam-balanced", "lion", "sgd"], tasks=["char-gpt[n_layer=1]"],
-                                perturbations=["step:at=0.5,factor=10"], seeds=[0], steps=150), 1, folder),
+                                perturbations=["step:at=0.5,factor=10"], seeds=[0], steps=150), max(3, args.reps // 2),
+                        folder),
             ]
             report["parallelism_after"] = machine_parallelism()
             print(f"  ... and {report['parallelism_after']:.2f}× after the scaling runs")

@@ -5,15 +5,16 @@ measured from parameters, never from the optimizer's internals or ``p.grad`` (so
 overwrite gradients inside ``step()``), so it works for every optimizer. One global L2 norm over all
 trained parameters, plus one per role.
 
-The probe sees ``(params_before, params_after, lr)`` and nothing else. It keeps snapshots of θ at
-consecutive step boundaries in a small ring (up to :data:`BLOCK` steps, less for very large models), so
-each step costs one snapshot — a single copy when the parameters are packed into one buffer
-(:mod:`gsibench.measure.packing`, as the runner arranges), one copy per tensor otherwise — and no host
-synchronisation. The snapshot taken after step k serves as θ_{k+1} "before" step k+1 unless the
-parameters changed in between (their version counters or data pointers tell), in which case the ring is
-emptied and θ snapshotted again. When the ring is full, one subtraction gives the steps' θ_k − θ_{k+1}
-and one norm per tensor their lengths, which stay on the device; the learning rates (host numbers) go to
-a list. Dividing by η and summing per role happen in bulk in :meth:`UpdateNormProbe.norms`, which the
+The probe sees ``(params_before, params_after, lr)`` and nothing else. It keeps two rows per parameter
+dtype, θ_k and a scratch row, in the chunked layout of :mod:`gsibench.measure.packing` (each tensor on
+whole 512-byte chunks, zeros after its end). A step costs three kernels and no host synchronisation: a
+snapshot of θ_{k+1} — one copy when the runner has packed the parameters into one buffer, one copy per
+tensor otherwise — the subtraction θ_k − θ_{k+1} in place, and the norm of every chunk of that difference
+into one row of a small block. The snapshot of θ_{k+1} serves as θ "before" step k+1 unless the parameters
+changed in between (their version counters or data pointers tell), in which case θ is snapshotted again.
+Every :data:`BLOCK` steps the chunks' squared norms are summed per tensor (one ``index_add_``) into the
+run's array of ‖θ_k − θ_{k+1}‖ per tensor, which stays on the device; the learning rates (host numbers) go
+to a list. Dividing by η and summing per role happen in bulk in :meth:`UpdateNormProbe.norms`, which the
 runner calls only at its divergence checks and at the end.
 """
 
@@ -25,48 +26,57 @@ import numpy as np
 import torch
 
 from gsibench.core.params import ROLES, ParamInfo
-from gsibench.measure.packing import packed_span
+from gsibench.measure.packing import Layout, chunk, packed
 
 SERIES_NAMES: tuple[str, ...] = ("update_norm",) + tuple(f"update_norm.{role}" for role in ROLES)
 BLOCK = 16
-"""Steps the ring holds at most before their norms are computed (one subtraction, one norm per tensor)."""
-
-RING_BYTES = 64 * 2**20
-"""Memory the ring may take; a model larger than RING_BYTES / 2 keeps one step in it."""
+"""Steps whose chunk norms collect in the block before they are summed per tensor."""
 
 
 class _Snapshots:
-    """Snapshots of the parameters of one dtype, one row of ``ring`` per step boundary."""
+    """θ of the parameters of one dtype and its change over the last step, in the chunked layout."""
 
-    def __init__(self, tensors: list[torch.Tensor], rows: int):
+    def __init__(self, tensors: list[torch.Tensor], columns: list[int]):
         self.tensors = tensors
-        packed = packed_span(tensors)
-        if packed is None:
-            self.span, self.offsets, width = None, [], 0
-            for t in tensors:
-                self.offsets.append(width)
-                width += t.numel()
-        else:
-            self.span, self.offsets = packed
-            width = self.span.numel()
+        self.columns = columns
+        """The tensors' indices among all the probe's tensors."""
+        found = packed(tensors)
+        self.buffer, self.layout = found if found is not None else (None, Layout.of(tensors))
         self.pointers = [t.data_ptr() for t in tensors]
-        self.ring = torch.empty(rows, width, dtype=tensors[0].dtype, device=tensors[0].device)
+        dtype, device = tensors[0].dtype, tensors[0].device
+        self.before, self.after = (torch.zeros(self.layout.width, dtype=dtype, device=device) for _ in range(2))
+        self.chunks = chunk(dtype)
+        self.block = torch.zeros(BLOCK, len(self.layout.owners), dtype=dtype, device=device)
+        """Norms of the chunks of θ_k − θ_{k+1}, a row per step."""
+        self.owners = torch.tensor(self.layout.owners, device=device)
 
-    def take(self, row: int, pointers: list[int]) -> None:
-        """θ into ``ring[row]``: one copy of the packed span while the tensors still lie in it."""
-        if self.span is not None and pointers == self.pointers:
-            self.ring[row].copy_(self.span)
+    def take(self, pointers: list[int]) -> None:
+        """θ into the ``after`` row: one copy of the packed buffer while the tensors still lie in it."""
+        if self.buffer is not None and pointers == self.pointers:
+            self.after.copy_(self.buffer)
             return
-        self.span = None  # an optimizer or task moved a tensor's data: copy tensor by tensor from now on
-        target = self.ring[row]
-        torch._foreach_copy_([target[o : o + t.numel()].view(t.shape) for o, t in zip(self.offsets, self.tensors)],
-                             self.tensors)
+        self.buffer = None  # an optimizer or task moved a tensor's data: copy tensor by tensor from now on
+        with torch.no_grad():
+            torch._foreach_copy_([self.after[o : o + t.numel()].view(t.shape)
+                                  for o, t in zip(self.layout.offsets, self.tensors)], self.tensors)
 
-    def step_norms(self, steps: int) -> torch.Tensor:
-        """(steps, tensors): ‖θ_k − θ_{k+1}‖ of each tensor for the rows' first ``steps`` steps."""
-        diff = self.ring[:steps] - self.ring[1 : steps + 1]
-        return torch.stack([torch.linalg.vector_norm(diff[:, o : o + t.numel()], dim=1)
-                            for o, t in zip(self.offsets, self.tensors)], dim=1)
+    def restart(self, pointers: list[int]) -> None:
+        """θ into the ``before`` row."""
+        self.take(pointers)
+        self.before, self.after = self.after, self.before
+
+    def step(self, row: int, pointers: list[int]) -> None:
+        """After a step: the norms of the chunks of θ_k − θ_{k+1} into ``block[row]``; θ_{k+1} becomes θ_k."""
+        self.take(pointers)
+        difference = self.before.sub_(self.after)
+        torch.linalg.vector_norm(difference.view(-1, self.chunks), dim=1, out=self.block[row])
+        self.before, self.after = self.after, self.before
+
+    def tensor_norms(self, rows: int) -> torch.Tensor:
+        """(rows, tensors) float64: ‖θ_k − θ_{k+1}‖ of each tensor from the block's first ``rows`` rows."""
+        squares = self.block[:rows].to(torch.float64).square()
+        sums = torch.zeros(rows, len(self.tensors), dtype=torch.float64, device=squares.device)
+        return sums.index_add_(1, self.owners, squares).sqrt()
 
 
 class UpdateNormProbe:
@@ -80,70 +90,64 @@ class UpdateNormProbe:
         self.group_index = np.array([group_of.get(id(t), 0) for t in self.tensors])
         self.groups = optimizer.param_groups
         self.raw = torch.full((steps, len(self.tensors)), math.nan, dtype=torch.float64, device=device)
-        """‖θ_k − θ_{k+1}‖ per tensor and step (float64 copies of norms computed in each tensor's dtype)."""
+        """‖θ_k − θ_{k+1}‖ per tensor and step."""
         self.lr_rows: list[list[float]] = []
         """η_k per param group, one row per recorded step."""
-        nbytes = sum(t.numel() * t.element_size() for t in self.tensors)
-        self.depth = max(1, min(BLOCK, RING_BYTES // max(1, 2 * nbytes)))
-        """Steps the ring holds."""
         columns: dict[torch.dtype, list[int]] = {}
         for i, t in enumerate(self.tensors):
             columns.setdefault(t.dtype, []).append(i)
-        self.snapshots = [(cols, _Snapshots([self.tensors[i] for i in cols], self.depth + 1))
-                          for cols in columns.values()]
-        self.rows = 0
-        """Ring rows filled: θ before steps ``first``, ``first + 1``, ...; ``rows − 1`` steps wait for norms."""
-        self.first = 0
+        self.snapshots = [_Snapshots([self.tensors[i] for i in cols], cols) for cols in columns.values()]
+        self.recorded = 0
+        """Steps recorded; those from ``recorded − pending`` on are still in the block."""
+        self.pending = 0
         self.state: tuple | None = None
-        """(version counters, data pointers) of the parameters when the last snapshot was taken."""
+        """(version counters, data pointers) of the parameters when θ was last snapshotted."""
 
     def _state(self) -> tuple[int, list[int]]:
         return sum(t._version for t in self.tensors), [t.data_ptr() for t in self.tensors]
 
-    @torch.no_grad()
-    def _take(self, row: int) -> None:
-        self.state = self._state()
+    def _pointers(self, snapshots: _Snapshots) -> list[int]:
         pointers = self.state[1]
-        for cols, snapshots in self.snapshots:
-            snapshots.take(row, [pointers[i] for i in cols] if len(self.snapshots) > 1 else pointers)
+        return pointers if len(self.snapshots) == 1 else [pointers[i] for i in snapshots.columns]
 
+    # before() and after() run once a step, so they take no grad-mode context (~4 µs each): their kernels
+    # work on the probe's own tensors, which do not require grad (the copy from parameters one by one
+    # takes one).
     def before(self) -> None:
-        if self.rows == 0:
-            self._take(0)
-            self.rows = 1
-        elif self._state() != self.state:  # θ changed outside the optimizer's step: start from it
-            self._flush()
-            self._take(0)
+        state = self._state()
+        if state != self.state:  # the first step, or θ changed outside the optimizer's step: start from it
+            self.state = state
+            for snapshots in self.snapshots:
+                snapshots.restart(self._pointers(snapshots))
 
     def after(self, step: int) -> None:
         """Record step ``step`` (steps come in order from 0)."""
-        self._take(self.rows)
-        self.rows += 1
+        self.state = self._state()
+        for snapshots in self.snapshots:
+            snapshots.step(self.pending, self._pointers(snapshots))
         self.lr_rows.append([group["lr"] for group in self.groups])
-        if self.rows > self.depth:
+        self.recorded, self.pending = step + 1, self.pending + 1
+        if self.pending == BLOCK:
             self._flush()
 
     @torch.no_grad()
     def _flush(self) -> None:
-        """Norms of the steps waiting in the ring into :attr:`raw`; the last snapshot becomes row 0."""
-        steps = self.rows - 1
-        if steps <= 0:
+        """The block's steps, summed per tensor, into :attr:`raw`."""
+        if not self.pending:
             return
-        rows = slice(self.first, self.first + steps)
-        for cols, snapshots in self.snapshots:
-            norms = snapshots.step_norms(steps).to(self.raw.dtype)
+        rows = slice(self.recorded - self.pending, self.recorded)
+        for snapshots in self.snapshots:
+            norms = snapshots.tensor_norms(self.pending)
             if len(self.snapshots) == 1:
                 self.raw[rows] = norms
             else:
-                self.raw[rows, cols] = norms
-            snapshots.ring[0].copy_(snapshots.ring[steps])
-        self.first += steps
-        self.rows = 1
+                self.raw[rows, snapshots.columns] = norms
+        self.pending = 0
 
     @torch.no_grad()
     def norms(self, start: int, stop: int) -> torch.Tensor:
         """Rows ``start:stop`` of [‖R_k‖, ‖R_k‖ per role (hidden, input, output, vector)], float64."""
-        if stop > self.first:
+        if stop > self.recorded - self.pending:
             self._flush()
         rates = np.array([[float(lr) for lr in row] for row in self.lr_rows[start:stop]]).reshape(stop - start, -1)
         lrs = torch.from_numpy(rates[:, self.group_index]).to(self.raw.device)

@@ -9,7 +9,7 @@ from torch import nn
 from gsibench.battery.spec import Battery
 from gsibench.core.params import ParamInfo, infer_roles
 from gsibench.measure import probes
-from gsibench.measure.packing import ALIGN_BYTES, pack_parameters, packed_span
+from gsibench.measure.packing import ALIGN_BYTES, pack_parameters, packed
 from gsibench.measure.probes import UpdateNormProbe
 from gsibench.optimizers import registry as optimizers
 from gsibench.tasks import registry as tasks
@@ -32,8 +32,11 @@ def test_packing_moves_every_tensor_into_one_aligned_buffer_and_keeps_its_values
     assert all(torch.equal(p, v) for p, v in zip(params, values))
     assert all(p.untyped_storage().data_ptr() == buffer.untyped_storage().data_ptr() for p in params)
     assert all((p.data_ptr() - buffer.data_ptr()) % ALIGN_BYTES == 0 for p in params)
-    span, offsets = packed_span(params)
-    assert span.numel() <= buffer.numel() and [span[o] for o in offsets] == [p.reshape(-1)[0] for p in params]
+    found, layout = packed(params)
+    assert found is buffer and [buffer[o] for o in layout.offsets] == [p.reshape(-1)[0] for p in params]
+    ends = [o + p.numel() for o, p in zip(layout.offsets, params)]
+    assert all(not buffer[end:start].any() for end, start in zip(ends, layout.offsets[1:] + [buffer.numel()]))
+    assert packed(params[1:]) is None and packed(params[::-1]) is None  # only the buffer's own tensors, in order
 
 
 def test_packing_leaves_alone_what_it_would_change():
@@ -76,19 +79,20 @@ def train(net, params, steps, probe_of=None, between=None, swap_at=None):
 
 
 def tolerance(params, dtype=torch.float32):
-    """The probe and the hand sum the same float differences; only the order of the sums of squares may
-    differ: (n + 1)·u for each norm (the recursive-summation bound), twice over."""
+    """The probe and the hand take norms of the same float differences, the probe chunk by chunk (and the
+    chunks' squares summed in float64), the hand in one go: each is within (n + 1)·u of the exact norm (the
+    recursive-summation bound, whatever the order), so they are within twice that of each other."""
     n = sum(p.numel() for p in params)
     return 2 * (n + 1) * (U64 if dtype == torch.float64 else U32)
 
 
-@pytest.mark.parametrize("depth_bytes", [probes.RING_BYTES, 1, 3 * 2 * 66 * 4])  # ring of 16, 1 and 3 steps
-@pytest.mark.parametrize("packed", [True, False])
-def test_probe_gives_every_steps_delta(monkeypatch, depth_bytes, packed):
-    monkeypatch.setattr(probes, "RING_BYTES", depth_bytes)
+@pytest.mark.parametrize("block", [probes.BLOCK, 1, 3])
+@pytest.mark.parametrize("pack", [True, False])
+def test_probe_gives_every_steps_delta(monkeypatch, block, pack):
+    monkeypatch.setattr(probes, "BLOCK", block)
     net = model()
     params = list(net.parameters())
-    if packed:
+    if pack:
         pack_parameters(params)
     measured, expected = train(net, params, 37)
     np.testing.assert_allclose(measured, expected, rtol=tolerance(params), atol=0)
@@ -169,7 +173,7 @@ def test_a_probe_on_unpacked_parameters_copies_them_one_by_one():
     net = model()
     infos = [ParamInfo(f"p{i}", p, "vector") for i, p in enumerate(net.parameters())]
     probe = UpdateNormProbe(infos, torch.optim.SGD(net.parameters(), lr=0.1), 4)
-    assert all(snapshots.span is None for _, snapshots in probe.snapshots)
+    assert all(snapshots.buffer is None for snapshots in probe.snapshots)
     pack_parameters([p.tensor for p in infos])
     probe = UpdateNormProbe(infos, torch.optim.SGD(net.parameters(), lr=0.1), 4)
-    assert all(snapshots.span is not None for _, snapshots in probe.snapshots)
+    assert all(snapshots.buffer is not None for snapshots in probe.snapshots)
