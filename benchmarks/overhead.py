@@ -172,7 +172,8 @@ class NullOps:
 
 def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, label: str = "in-process") -> dict:
     """Battery wall time with MLflow on / off. In-process, training waits for every write; with a
-    worker process (``executor``) the driver writes while the worker trains."""
+    worker process (``executor``) the driver writes while the worker trains. The ratio is the median of the
+    ``reps`` paired rounds (off, on)."""
     from gsibench.execution.driver import run_battery
     from gsibench.execution.spool import Spool
     from gsibench.tracking.store import Tracker
@@ -190,10 +191,10 @@ def logging_overhead(battery: Battery, reps: int, folder: Path, executor=None, l
 
     times = alternate({"off": off, "on": on}, reps)
     cells = len(battery.plan()[0])
-    per_run = (times["on"]["wall"] - times["off"]["wall"]) / cells
+    per_run = statistics.median(b - a for a, b in zip(times["off"]["wall_all"], times["on"]["wall_all"])) / cells
     row = {"cells": cells, "tasks": battery.tasks, "executor": label, "off_s": times["off"]["wall"],
-           "on_s": times["on"]["wall"], "ratio_wall": times["on"]["wall"] / times["off"]["wall"],
-           "ms_per_run": 1000 * per_run}
+           "on_s": times["on"]["wall"], "ratio_wall": paired_ratio(times, "on", "off", "wall"),
+           "ms_per_run": 1000 * per_run, "reps": reps}
     print(f"  {cells} cells ({', '.join(battery.tasks)}, {label}): off {row['off_s']:.2f} s, on {row['on_s']:.2f} s, "
           f"ratio {row['ratio_wall']:.3f}; {row['ms_per_run']:.0f} ms of wall time per run", flush=True)
     return row
@@ -455,7 +456,7 @@ def main() -> None:
                 logging_overhead(digits, args.reps, folder),
                 logging_overhead(digits, args.reps, folder, PoolExecutor(jobs=1, threads=args.threads),
                                  "1 worker process"),
-                logging_overhead(gpt, max(1, args.reps // 2), folder),
+                logging_overhead(gpt, max(3, args.reps // 2), folder),
             ]
         if "recording" in sections:
             print("recording: driver CPU per run into a SQLite store (target ≤ 15 ms)")

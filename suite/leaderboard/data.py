@@ -128,10 +128,12 @@ def task_scores(frame: pd.DataFrame) -> dict[str, ScoreInfo | None]:
     return scores
 
 
-def latest_per_seed(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
-    """Keep the newest run of each (optimizer, task, perturbation, seed); returns it and the dropped count."""
+def latest_per_seed(frame: pd.DataFrame, by: tuple[str, ...] = ()) -> tuple[pd.DataFrame, int]:
+    """Keep the newest run of each (optimizer, task, perturbation, seed, *by*); returns it and the dropped
+    count. Older runs of the same cell are runs made before a change of the cell's key (a task option, a
+    hyperparameter default), which a re-run does not delete."""
     ordered = frame.sort_values("start_time")
-    kept = ordered.drop_duplicates(GROUP + ["seed"], keep="last")
+    kept = ordered.drop_duplicates(GROUP + ["seed", *by], keep="last")
     return kept.sort_index(), len(frame) - len(kept)
 
 
@@ -160,7 +162,8 @@ def load(uri: str, experiment: str, grid_experiments: list[str] | None = None,
     tuning_name = tuning_experiment(experiment)
     tuning = search(uri, tuning_name) if tuning_name in names else pd.DataFrame()
     if not tuning.empty:
-        tuning = tuning[tuning["status"] == "FINISHED"]
+        tuning, _ = latest_per_seed(tuning[tuning["status"] == "FINISHED"],
+                                    by=("opt.lr",) if "opt.lr" in tuning else ())
     grid_names = grid_experiments if grid_experiments is not None else [
         n for n in names if n == experiment or n.startswith("grid")]
     grid = pd.concat([grid_frame(search(uri, n)) for n in grid_names if n in names] or [pd.DataFrame()])

@@ -5,17 +5,18 @@ measured from parameters, never from the optimizer's internals or ``p.grad`` (so
 overwrite gradients inside ``step()``), so it works for every optimizer. One global L2 norm over all
 trained parameters, plus one per role.
 
-The probe sees ``(params_before, params_after, lr)`` and nothing else. It keeps two rows per parameter
-dtype, θ_k and a scratch row, in the chunked layout of :mod:`gsibench.measure.packing` (each tensor on
-whole 512-byte chunks, zeros after its end). A step costs three kernels and no host synchronisation: a
-snapshot of θ_{k+1} — one copy when the runner has packed the parameters into one buffer, one copy per
-tensor otherwise — the subtraction θ_k − θ_{k+1} in place, and the norm of every chunk of that difference
-into one row of a small block. The snapshot of θ_{k+1} serves as θ "before" step k+1 unless the parameters
-changed in between (their version counters or data pointers tell), in which case θ is snapshotted again.
-Every :data:`BLOCK` steps the chunks' squared norms are summed per tensor (one ``index_add_``) into the
-run's array of ‖θ_k − θ_{k+1}‖ per tensor, which stays on the device; the learning rates (host numbers) go
-to a list. Dividing by η and summing per role happen in bulk in :meth:`UpdateNormProbe.norms`, which the
-runner calls only at its divergence checks and at the end.
+The probe sees ``(params_before, params_after, lr)`` and nothing else. It keeps θ_k in one row per
+parameter dtype, in the chunked layout of :mod:`gsibench.measure.packing` (each tensor on whole 512-byte
+chunks, zeros after its end). When the runner has packed the parameters into that layout, a step costs
+three kernels over one buffer and no host synchronisation: subtract θ_{k+1} (the buffer) from the row in
+place, take the norm of every chunk of that difference into one row of a small block, and copy θ_{k+1}
+into the row for the next step. Parameters that are not packed are first gathered tensor by tensor into a
+second row. The row serves as θ "before" step k+1 unless the parameters changed in between (their
+version counters or data pointers tell), in which case θ is copied again. Every :data:`BLOCK` steps the
+chunks' squared norms are summed per tensor (one ``index_add_``) into the run's array of ‖θ_k − θ_{k+1}‖
+per tensor, which stays on the device; the learning rates (host numbers) go to a list. Dividing by η and
+summing per role happen in bulk in :meth:`UpdateNormProbe.norms`, which the runner calls only at its
+divergence checks and at the end.
 """
 
 from __future__ import annotations
@@ -34,7 +35,8 @@ BLOCK = 16
 
 
 class _Snapshots:
-    """θ of the parameters of one dtype and its change over the last step, in the chunked layout."""
+    """θ of the parameters of one dtype (the ``before`` row) and the norms of its changes, in the chunked
+    layout."""
 
     def __init__(self, tensors: list[torch.Tensor], columns: list[int]):
         self.tensors = tensors
@@ -44,33 +46,46 @@ class _Snapshots:
         self.buffer, self.layout = found if found is not None else (None, Layout.of(tensors))
         self.pointers = [t.data_ptr() for t in tensors]
         dtype, device = tensors[0].dtype, tensors[0].device
-        self.before, self.after = (torch.zeros(self.layout.width, dtype=dtype, device=device) for _ in range(2))
+        self.before = torch.zeros(self.layout.width, dtype=dtype, device=device)
+        self.after: torch.Tensor | None = None
+        """θ_{k+1} gathered tensor by tensor, when the parameters are not packed (made on first need)."""
         self.chunks = chunk(dtype)
         self.block = torch.zeros(BLOCK, len(self.layout.owners), dtype=dtype, device=device)
         """Norms of the chunks of θ_k − θ_{k+1}, a row per step."""
         self.owners = torch.tensor(self.layout.owners, device=device)
 
-    def take(self, pointers: list[int]) -> None:
-        """θ into the ``after`` row: one copy of the packed buffer while the tensors still lie in it."""
-        if self.buffer is not None and pointers == self.pointers:
-            self.after.copy_(self.buffer)
-            return
-        self.buffer = None  # an optimizer or task moved a tensor's data: copy tensor by tensor from now on
+    def _lies_packed(self, pointers: list[int]) -> bool:
+        if self.buffer is not None and pointers != self.pointers:
+            self.buffer = None  # an optimizer or task moved a tensor's data: copy tensor by tensor from now on
+        return self.buffer is not None
+
+    def _copy(self, target: torch.Tensor) -> None:
+        """θ into ``target`` tensor by tensor (parameters not packed, or moved)."""
         with torch.no_grad():
-            torch._foreach_copy_([self.after[o : o + t.numel()].view(t.shape)
+            torch._foreach_copy_([target[o : o + t.numel()].view(t.shape)
                                   for o, t in zip(self.layout.offsets, self.tensors)], self.tensors)
 
     def restart(self, pointers: list[int]) -> None:
         """θ into the ``before`` row."""
-        self.take(pointers)
-        self.before, self.after = self.after, self.before
+        if self._lies_packed(pointers):
+            self.before.copy_(self.buffer)
+        else:
+            self._copy(self.before)
 
     def step(self, row: int, pointers: list[int]) -> None:
-        """After a step: the norms of the chunks of θ_k − θ_{k+1} into ``block[row]``; θ_{k+1} becomes θ_k."""
-        self.take(pointers)
-        difference = self.before.sub_(self.after)
+        """After a step: the norms of the chunks of θ_k − θ_{k+1} into ``block[row]``; θ_{k+1} becomes θ_k.
+        Packed, θ_{k+1} is the buffer itself: subtract it, take the norms, copy it (two rows of memory);
+        otherwise θ_{k+1} is first gathered into a second row."""
+        if self._lies_packed(pointers):
+            after = self.buffer
+        else:
+            if self.after is None:
+                self.after = torch.zeros_like(self.before)
+            after = self.after
+            self._copy(after)
+        difference = self.before.sub_(after)
         torch.linalg.vector_norm(difference.view(-1, self.chunks), dim=1, out=self.block[row])
-        self.before, self.after = self.after, self.before
+        self.before.copy_(after)
 
     def tensor_norms(self, rows: int) -> torch.Tensor:
         """(rows, tensors) float64: ‖θ_k − θ_{k+1}‖ of each tensor from the block's first ``rows`` rows."""

@@ -264,3 +264,17 @@ def test_page_renders_in_headless_chromium(board, tmp_path):
     saturation = pixels.max(axis=2) - pixels.min(axis=2)
     assert (saturation > 0.3).mean() > 0.005  # plot lines and bars are coloured; text and tables are grey
     assert (pixels.mean(axis=2) < 0.5).mean() > 0.005  # and there is text
+
+
+def test_only_the_newest_run_of_a_cell_counts():
+    """Runs left from before a cell's key changed (a task option, a default) are superseded; in the lr sweep
+    each learning rate is its own cell."""
+    from gsibench.leaderboard.data import latest_per_seed
+
+    frame = pd.DataFrame({"optimizer": ["adam"] * 4, "task": ["quadratic"] * 4, "perturbation": ["none"] * 4,
+                          "seed": [0] * 4, "opt.lr": [1e-3, 1e-3, 1e-2, 1e-3], "start_time": [1, 3, 2, 2],
+                          "val_score": [0.5, 0.7, 0.6, 0.4]})
+    kept, dropped = latest_per_seed(frame, by=("opt.lr",))
+    assert dropped == 2 and sorted(zip(kept["opt.lr"], kept["val_score"])) == [(1e-3, 0.7), (1e-2, 0.6)]
+    kept, dropped = latest_per_seed(frame)
+    assert dropped == 3 and list(kept["val_score"]) == [0.7]
