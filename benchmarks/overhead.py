@@ -1,6 +1,6 @@
 """What the suite costs over plain training, measured side by side in one run.
 
-    .venv/bin/python benchmarks/overhead.py            # everything (about 15 minutes on 2 cores)
+    .venv/bin/python benchmarks/overhead.py            # everything (about 17 minutes on 2 cores)
     .venv/bin/python benchmarks/overhead.py --only instrumentation,logging --reps 3
 
 Each ratio compares two things measured in this process, alternating A, B, A, B, ... so that a machine
