@@ -121,13 +121,13 @@ def _train(cell: Cell) -> CellResult:
     torch.manual_seed(cell.seed)
     problem = task.build(cell.seed, device, **dict(cell.task_options))
     params = problem.params
-    pack_parameters([p.tensor for p in params])  # before the optimizer sees them: one copy per probe snapshot
+    tensors = [p.tensor for p in params]
+    pack_parameters(tensors)  # before the optimizer sees them: one copy per probe snapshot
     optimizer = entry.factory(params, **dict(cell.hparams))
 
     perturbation = parse_perturbation(cell.perturbation)
     scales, rescale = _rescaler(perturbation, params, cell.steps, cell.seed)
     post_clip = perturbation.order == "post-clip"
-    tensors = [p.tensor for p in params]
     clip_norms: list[torch.Tensor] = []
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     after_step = problem.after_step if problem.has_after_step else None

@@ -53,9 +53,20 @@ class _Snapshots:
         self.block = torch.zeros(BLOCK, len(self.layout.owners), dtype=dtype, device=device)
         """Norms of the chunks of θ_k − θ_{k+1}, a row per step."""
         self.owners = torch.tensor(self.layout.owners, device=device)
+        self.state: tuple[int, list[int]] | None = None
+        """(version counters, data pointers) of the tensors when θ was last copied."""
 
-    def _lies_packed(self, pointers: list[int]) -> bool:
-        if self.buffer is not None and pointers != self.pointers:
+    def _state(self) -> tuple[int, list[int]]:
+        return sum(t._version for t in self.tensors), [t.data_ptr() for t in self.tensors]
+
+    def changed(self) -> bool:
+        """Whether θ changed since it was last copied (or was never copied)."""
+        return self._state() != self.state
+
+    def _lies_packed(self) -> bool:
+        """Note θ's state (it is about to be copied); whether the tensors still lie in the packed buffer."""
+        self.state = self._state()
+        if self.buffer is not None and self.state[1] != self.pointers:
             self.buffer = None  # an optimizer or task moved a tensor's data: copy tensor by tensor from now on
         return self.buffer is not None
 
@@ -65,18 +76,18 @@ class _Snapshots:
             torch._foreach_copy_([target[o : o + t.numel()].view(t.shape)
                                   for o, t in zip(self.layout.offsets, self.tensors)], self.tensors)
 
-    def restart(self, pointers: list[int]) -> None:
+    def restart(self) -> None:
         """θ into the ``before`` row."""
-        if self._lies_packed(pointers):
+        if self._lies_packed():
             self.before.copy_(self.buffer)
         else:
             self._copy(self.before)
 
-    def step(self, row: int, pointers: list[int]) -> None:
+    def step(self, row: int) -> None:
         """After a step: the norms of the chunks of θ_k − θ_{k+1} into ``block[row]``; θ_{k+1} becomes θ_k.
         Packed, θ_{k+1} is the buffer itself: subtract it, take the norms, copy it (two rows of memory);
         otherwise θ_{k+1} is first gathered into a second row."""
-        if self._lies_packed(pointers):
+        if self._lies_packed():
             after = self.buffer
         else:
             if self.after is None:
@@ -115,31 +126,19 @@ class UpdateNormProbe:
         self.recorded = 0
         """Steps recorded; those from ``recorded − pending`` on are still in the block."""
         self.pending = 0
-        self.state: tuple | None = None
-        """(version counters, data pointers) of the parameters when θ was last snapshotted."""
-
-    def _state(self) -> tuple[int, list[int]]:
-        return sum(t._version for t in self.tensors), [t.data_ptr() for t in self.tensors]
-
-    def _pointers(self, snapshots: _Snapshots) -> list[int]:
-        pointers = self.state[1]
-        return pointers if len(self.snapshots) == 1 else [pointers[i] for i in snapshots.columns]
 
     # before() and after() run once a step, so they take no grad-mode context (~4 µs each): their kernels
     # work on the probe's own tensors, which do not require grad (the copy from parameters one by one
     # takes one).
     def before(self) -> None:
-        state = self._state()
-        if state != self.state:  # the first step, or θ changed outside the optimizer's step: start from it
-            self.state = state
-            for snapshots in self.snapshots:
-                snapshots.restart(self._pointers(snapshots))
+        for snapshots in self.snapshots:
+            if snapshots.changed():  # the first step, or θ changed outside the optimizer's step: start from it
+                snapshots.restart()
 
     def after(self, step: int) -> None:
         """Record step ``step`` (steps come in order from 0)."""
-        self.state = self._state()
         for snapshots in self.snapshots:
-            snapshots.step(self.pending, self._pointers(snapshots))
+            snapshots.step(self.pending)
         self.lr_rows.append([group["lr"] for group in self.groups])
         self.recorded, self.pending = step + 1, self.pending + 1
         if self.pending == BLOCK:
@@ -152,11 +151,7 @@ class UpdateNormProbe:
             return
         rows = slice(self.recorded - self.pending, self.recorded)
         for snapshots in self.snapshots:
-            norms = snapshots.tensor_norms(self.pending)
-            if len(self.snapshots) == 1:
-                self.raw[rows] = norms
-            else:
-                self.raw[rows, snapshots.columns] = norms
+            self.raw[rows, snapshots.columns] = snapshots.tensor_norms(self.pending)
         self.pending = 0
 
     @torch.no_grad()
